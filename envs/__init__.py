@@ -1,0 +1,7 @@
+"""JAX environments (gymnax interface) and their registry.
+
+Importing this package registers every built-in environment.
+"""
+
+from envs.registry import EnvSpec, get_env_spec, list_envs, make_env, register_env  # noqa: F401
+from envs import gymnax_envs  # noqa: F401  (registers gymnax's envs)
