@@ -1,0 +1,3 @@
+"""One file per algorithm; importing this package registers all of them (hybrid_rl.algorithm.register)."""
+
+from algorithms import bc, rlpd, sac  # noqa: F401

@@ -1,0 +1,127 @@
+"""Run outputs: metrics.csv (one row per seed per evaluation), JSON files and the learning-curve PNG.
+
+TensorBoard and W&B are optional (``pip install hybrid-rl[log]``) and off by default; ``TensorBoardLogger``
+mirrors the CSV rows when asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+from typing import Iterable
+
+import numpy as np
+
+
+def _atomic_write_text(path: pathlib.Path, text: str) -> None:
+    # Write then rename, so a run killed mid-write never leaves a truncated file behind.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: pathlib.Path, obj) -> None:
+    _atomic_write_text(pathlib.Path(path), json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def write_metrics_csv(path: pathlib.Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_metrics_csv(path: pathlib.Path) -> list[dict]:
+    with pathlib.Path(path).open() as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        parsed = {}
+        for k, v in row.items():
+            try:
+                parsed[k] = float(v) if v not in ("", None) else float("nan")
+            except ValueError:
+                parsed[k] = v
+        out.append(parsed)
+    return out
+
+
+def curve(rows: Iterable[dict], key: str = "eval_return", hp_index: int = 0):
+    """(x = env steps or gradient steps, mean over seeds, 95% CI half-width over seeds) per evaluation."""
+    rows = [r for r in rows if int(r["hp_index"]) == hp_index and key in r]
+    chunks = sorted({int(r["chunk"]) for r in rows})
+    xs, means, halfs = [], [], []
+    for c in chunks:
+        rs = [r for r in rows if int(r["chunk"]) == c]
+        vals = np.asarray([float(r[key]) for r in rs])
+        x = float(rs[0]["env_steps"]) if float(rs[0]["env_steps"]) > 0 else float(rs[0]["grad_steps"])
+        xs.append(x)
+        means.append(vals.mean())
+        halfs.append(1.96 * vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0)
+    return np.asarray(xs), np.asarray(means), np.asarray(halfs)
+
+
+def plot_learning_curve(rows: list[dict], path: pathlib.Path, key: str = "eval_return", title: str = "") -> None:
+    """Mean over seeds with a 95% confidence band, one line per hyper-parameter point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    hp_indices = sorted({int(r["hp_index"]) for r in rows})
+    for h in hp_indices:
+        xs, mean, half = curve(rows, key, h)
+        first = next(r for r in rows if int(r["hp_index"]) == h)
+        label = ", ".join(f"{k[3:]}={v:g}" for k, v in first.items() if k.startswith("hp.")) or None
+        ax.plot(xs, mean, label=label)
+        ax.fill_between(xs, mean - half, mean + half, alpha=0.25)
+    n_seeds = len({r["seed"] for r in rows})
+    uses_env_steps = any(float(r["env_steps"]) > 0 for r in rows)
+    ax.set_xlabel("environment steps" if uses_env_steps else "gradient steps")
+    ax.set_ylabel(key.replace("_", " "))
+    ax.set_title(title or f"{key} (mean and 95% CI over {n_seeds} seeds)")
+    if len(hp_indices) > 1:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+class TensorBoardLogger:
+    """Optional: mirrors metric rows (mean over seeds) to TensorBoard event files."""
+
+    def __init__(self, log_dir: pathlib.Path):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as err:  # pragma: no cover - optional dependency
+            raise ImportError("TensorBoard logging needs `pip install hybrid-rl[log]`") from err
+        self._writer = SummaryWriter(str(log_dir))
+
+    def log_rows(self, rows: list[dict]) -> None:
+        by_chunk: dict[int, list[dict]] = {}
+        for r in rows:
+            by_chunk.setdefault(int(r["chunk"]), []).append(r)
+        for chunk, rs in by_chunk.items():
+            step = int(rs[0]["env_steps"] or rs[0]["grad_steps"])
+            for k, v in rs[0].items():
+                if isinstance(v, float) and k not in ("seed", "hp_index", "chunk"):
+                    self._writer.add_scalar(k, float(np.mean([r[k] for r in rs])), step)
+        self._writer.flush()

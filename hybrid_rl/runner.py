@@ -1,0 +1,423 @@
+"""Runs an ``Agent``: phases scanned in chunks, vmapped over seeds and a hyper-parameter grid, seeds
+sharded over ``jax.devices()``, with evaluation, metrics, checkpoints and exact resume between chunks.
+
+Two entry points:
+
+* ``make_train(agent, problem, ...)`` gives a pure ``train(key, hparams)`` for one seed that runs every
+  phase to the end under ``lax.scan`` (no host calls); ``jax.jit(jax.vmap(train))`` is a whole seed sweep
+  in one program, as in PureJaxRL.
+* ``run(...)`` is the same computation driven chunk by chunk from the host (Stoix's pattern): one jitted
+  chunk of iterations plus an evaluation per call, and between calls it writes metrics.csv, shows the
+  progress bar, checks for NaN and saves an orbax checkpoint from which a killed run resumes to the same
+  numbers as an uninterrupted one.
+
+Shapes: every leaf of the running state has leading axes (num_hparams, num_seeds). Hyper-parameter
+points share their seeds (common random numbers), so differences between grid points are not seed noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import pathlib
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from hybrid_rl.algorithm import Agent, Phase
+from hybrid_rl.evaluation import evaluate_policy
+from hybrid_rl.problem import Problem
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the message names the metric, phase, iteration and seeds."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PhasePlan:
+    """How one phase is cut into chunks: ``num_chunks`` calls of ``chunk_length`` iterations each."""
+
+    phase: Phase
+    chunk_length: int
+    num_chunks: int
+
+    @property
+    def num_iterations(self) -> int:
+        return self.chunk_length * self.num_chunks
+
+
+def plan_phases(agent: Agent, num_evals: int) -> list[PhasePlan]:
+    """Cuts every phase into about ``num_evals`` equal chunks (an evaluation after each).
+
+    A phase whose iteration count does not divide evenly is rounded *up* to whole chunks, so each phase
+    compiles exactly one chunk program.
+    """
+    plans = []
+    for phase in agent.phases:
+        if phase.num_iterations <= 0:
+            continue
+        wanted = num_evals if phase.num_evals is None else phase.num_evals
+        n = max(1, min(wanted, phase.num_iterations))
+        length = math.ceil(phase.num_iterations / n)
+        n = math.ceil(phase.num_iterations / length)
+        plans.append(PhasePlan(phase, length, n))
+    if not plans:
+        raise ValueError("the algorithm has no phase with a positive number of iterations")
+    return plans
+
+
+def _is_loss(name: str) -> bool:
+    return "loss" in name
+
+
+def make_chunk(
+    agent: Agent,
+    problem: Problem,
+    phase: Phase,
+    chunk_length: int,
+    eval_episodes: int,
+) -> Callable[[Any, jax.Array], tuple[Any, dict]]:
+    """``chunk(state, eval_key) -> (state, metrics)`` for ONE seed: ``chunk_length`` iterations, then an
+    evaluation of ``eval_episodes`` episodes on the problem's (real) env. Training metrics are averaged
+    over the chunk (NaN entries, e.g. "no episode ended this iteration", are ignored)."""
+
+    def chunk(state, eval_key):
+        state, metrics = jax.lax.scan(lambda s, _: phase.iteration(s), state, None, length=chunk_length)
+        metrics = {k: jnp.nanmean(v.astype(jnp.float32)) for k, v in metrics.items()}
+        if eval_episodes > 0:
+            act = lambda obs, key: agent.policy(state, obs, key, True)  # noqa: E731
+            returns, lengths = evaluate_policy(
+                act, problem.env, problem.env_params, eval_key, eval_episodes, problem.max_episode_steps
+            )
+            metrics["eval_returns"] = returns
+            metrics["eval_return"] = returns.mean()
+            metrics["eval_length"] = lengths.astype(jnp.float32).mean()
+        return state, metrics
+
+    return chunk
+
+
+def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episodes: int = 10):
+    """A pure ``train(key, hparams) -> (final_state, metrics)`` for one seed, every phase to the end.
+
+    ``metrics`` is a list with one dict per phase whose leaves have a leading axis of chunks. Use
+    ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)`` for a seed sweep.
+    """
+    plans = plan_phases(agent, num_evals)
+
+    def train(key, hparams):
+        init_key, eval_key = jax.random.split(key)
+        state = agent.init(init_key, hparams)
+        outputs = []
+        offset = 0
+        for plan in plans:
+            chunk = make_chunk(agent, problem, plan.phase, plan.chunk_length, eval_episodes)
+            keys = jax.vmap(lambda i: jax.random.fold_in(eval_key, i))(offset + jnp.arange(plan.num_chunks))
+            state, metrics = jax.lax.scan(chunk, state, keys)
+            outputs.append(metrics)
+            offset += plan.num_chunks
+        return state, outputs
+
+    return train
+
+
+# ----------------------------------------------------------------------------------------------------
+# Host-driven runs
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    num_seeds: int = 1
+    seed: int = 0
+    num_evals: int = 10
+    eval_episodes: int = 10
+    hp_grid: dict = dataclasses.field(default_factory=dict)  # traced name -> list of values
+    checkpoint: bool = True
+    progress: bool = True
+    max_checkpoints_to_keep: int = 2
+
+
+def hparam_grid(base: dict[str, jax.Array], grid: dict[str, list]) -> tuple[dict[str, jax.Array], list[dict]]:
+    """The cartesian product of ``grid`` over the traced hyper-parameters ``base``.
+
+    Returns the stacked hparams (each leaf of shape (num_points,)) and one dict of swept values per point.
+    """
+    unknown = sorted(set(grid) - set(base))
+    if unknown:
+        raise ValueError(
+            f"hp_sweep names {unknown}, which are not traced hyper-parameters of this algorithm; "
+            f"traced ones: {sorted(base)}"
+        )
+    names = sorted(grid)
+    points = [dict(zip(names, values)) for values in itertools.product(*(list(grid[n]) for n in names))]
+    if not points:
+        points = [{}]
+    stacked = {
+        name: jnp.asarray([float(pt.get(name, value)) for pt in points], jnp.float32)
+        for name, value in base.items()
+    }
+    return stacked, points
+
+
+def seed_mesh(num_seeds: int) -> Optional[Mesh]:
+    """A 1-D mesh over all devices for the seed axis, or None when seeds do not split evenly (or 1 device)."""
+    devices = jax.devices()
+    if len(devices) <= 1 or num_seeds % len(devices) != 0:
+        return None
+    return Mesh(np.asarray(devices), ("seed",))
+
+
+def _shard_state(state, mesh: Optional[Mesh]):
+    if mesh is None:
+        return state
+    sharding = NamedSharding(mesh, P(None, "seed"))
+    return jax.device_put(state, sharding)
+
+
+class Runner:
+    """Drives one run: ``Runner(...).run()``. See the module docstring."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        problem: Problem,
+        hparams: dict[str, jax.Array],
+        settings: RunSettings,
+        out_dir: Optional[pathlib.Path] = None,
+        log_fn: Callable[[str], None] = print,
+    ):
+        self.agent = agent
+        self.problem = problem
+        self.settings = settings
+        self.out_dir = pathlib.Path(out_dir) if out_dir is not None else None
+        self.log = log_fn
+        self.plans = plan_phases(agent, settings.num_evals)
+        self.hparams, self.hp_points = hparam_grid(hparams, settings.hp_grid)
+        self.num_hp = len(self.hp_points)
+        self.mesh = seed_mesh(settings.num_seeds)
+
+        root = jax.random.key(settings.seed)
+        seed_keys = jax.random.split(root, settings.num_seeds)
+        self._init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys)
+        self._eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
+
+        # Outer vmap: hyper-parameter points (keys shared); inner vmap: seeds (hparams shared).
+        def over_grid(fn, key_axis_fn):
+            return jax.vmap(jax.vmap(fn, in_axes=key_axis_fn[0]), in_axes=key_axis_fn[1])
+
+        self._init = jax.jit(over_grid(agent.init, ((0, None), (None, 0))))
+        self._chunks = [
+            jax.jit(
+                jax.vmap(jax.vmap(make_chunk(agent, problem, p.phase, p.chunk_length, settings.eval_episodes)))
+            )
+            for p in self.plans
+        ]
+        self.rows: list[dict] = []
+        self.eval_returns: list[dict] = []  # raw per-episode returns, one entry per evaluation
+        self._ckpt = None
+        if self.out_dir is not None and settings.checkpoint:
+            import orbax.checkpoint as ocp
+
+            self._ckpt = ocp.CheckpointManager(
+                (self.out_dir / "checkpoints").absolute(),
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=settings.max_checkpoints_to_keep, create=True
+                ),
+            )
+
+    # -- state ------------------------------------------------------------------------------------
+    def init_state(self):
+        keys = self._init_keys
+        if self.mesh is not None:
+            keys = jax.device_put(keys, NamedSharding(self.mesh, P("seed")))
+        state = self._init(keys, self.hparams)
+        return _shard_state(state, self.mesh)
+
+    def _eval_key(self, global_chunk: int):
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, global_chunk))(self._eval_keys)
+        return jnp.broadcast_to(keys, (self.num_hp,) + keys.shape)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _save(self, step: int, state, progress: dict):
+        if self._ckpt is None:
+            return
+        import orbax.checkpoint as ocp
+
+        self._ckpt.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)
+            ),
+        )
+        self._ckpt.wait_until_finished()
+
+    def _restore(self):
+        """(state, progress) from the latest checkpoint, or None when there is none."""
+        if self._ckpt is None or self._ckpt.latest_step() is None:
+            return None
+        import orbax.checkpoint as ocp
+
+        abstract = jax.eval_shape(self._init, self._init_keys, self.hparams)
+        restored = self._ckpt.restore(
+            self._ckpt.latest_step(),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
+            ),
+        )
+        return _shard_state(restored["state"], self.mesh), restored["progress"]
+
+    # -- main loop --------------------------------------------------------------------------------
+    def run(self, resume: bool = False):
+        total_chunks = sum(p.num_chunks for p in self.plans)
+        start_chunk = 0
+        state = None
+        if resume:
+            restored = self._restore()
+            if restored is not None:
+                state, progress = restored
+                start_chunk = int(progress["next_chunk"])
+                self.rows = list(progress["rows"])
+                self.eval_returns = list(progress["eval_returns"])
+                self.log(f"resumed from {self.out_dir / 'checkpoints'} at chunk {start_chunk}/{total_chunks}")
+        if state is None:
+            state = self.init_state()
+
+        bar = _progress_bar(total_chunks, start_chunk, self.settings.progress)
+        global_chunk = 0
+        env_steps = grad_steps = 0
+        for phase_index, plan in enumerate(self.plans):
+            for chunk_index in range(plan.num_chunks):
+                env_steps += plan.chunk_length * plan.phase.env_steps_per_iteration
+                grad_steps += plan.chunk_length * plan.phase.grad_steps_per_iteration
+                if global_chunk < start_chunk:
+                    global_chunk += 1
+                    continue
+                t0 = time.perf_counter()
+                state, metrics = self._chunks[phase_index](state, self._eval_key(global_chunk))
+                metrics = jax.device_get(metrics)
+                seconds = time.perf_counter() - t0
+                self._check_finite(metrics, plan.phase.name, env_steps, grad_steps)
+                self._record(metrics, plan, chunk_index, global_chunk, env_steps, grad_steps, seconds)
+                global_chunk += 1
+                self._write_outputs()
+                self._save(
+                    global_chunk,
+                    state,
+                    {"next_chunk": global_chunk, "rows": self.rows, "eval_returns": self.eval_returns},
+                )
+                bar.update(1)
+                if "eval_return" in metrics:
+                    bar.set_postfix_str(
+                        f"{plan.phase.name} eval_return={float(np.mean(metrics['eval_return'])):.3g}"
+                    )
+        bar.close()
+        summary = self._write_outputs(final=True)
+        return state, summary
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _check_finite(self, metrics, phase, env_steps, grad_steps):
+        for name, value in metrics.items():
+            if _is_loss(name) and not np.all(np.isfinite(value)):
+                bad = np.argwhere(~np.isfinite(np.asarray(value)))
+                raise NonFiniteLossError(
+                    f"{name} became non-finite in phase {phase!r} by env step {env_steps} / gradient step "
+                    f"{grad_steps} (hparam point, seed) = {bad[:4].tolist()}; the last good checkpoint "
+                    f"is kept" + (f" in {self.out_dir / 'checkpoints'}" if self._ckpt else "")
+                )
+
+    def _record(self, metrics, plan, chunk_index, global_chunk, env_steps, grad_steps, seconds):
+        refs = self.problem.reference_returns()
+        n_seeds = self.settings.num_seeds
+        for h, point in enumerate(self.hp_points):
+            for s in range(n_seeds):
+                row = {
+                    "phase": plan.phase.name,
+                    "chunk": global_chunk,
+                    "env_steps": env_steps,
+                    "grad_steps": grad_steps,
+                    "hp_index": h,
+                    **{f"hp.{k}": v for k, v in point.items()},
+                    "seed": s,
+                    "seconds": seconds,
+                }
+                for name, value in metrics.items():
+                    if name == "eval_returns":
+                        continue
+                    row[name] = float(np.asarray(value)[h, s])
+                if refs is not None and "eval_return" in row:
+                    lo, hi = refs
+                    row["normalized_score"] = 100.0 * (row["eval_return"] - lo) / (hi - lo)
+                self.rows.append(row)
+        if "eval_returns" in metrics:
+            self.eval_returns.append(
+                {"chunk": global_chunk, "env_steps": env_steps, "returns": np.asarray(metrics["eval_returns"]).tolist()}
+            )
+
+    def _write_outputs(self, final: bool = False) -> dict:
+        summary = summarize(self.rows)
+        if self.out_dir is None:
+            return summary
+        from hybrid_rl import logging as run_logging
+
+        run_logging.write_metrics_csv(self.out_dir / "metrics.csv", self.rows)
+        if final:
+            run_logging.write_json(self.out_dir / "summary.json", summary)
+            run_logging.write_json(self.out_dir / "eval_returns.json", self.eval_returns)
+            try:
+                run_logging.plot_learning_curve(self.rows, self.out_dir / "learning_curve.png")
+            except Exception as err:  # a figure must never lose a finished run's numbers
+                self.log(f"warning: could not draw the learning curve: {err}")
+        return summary
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Final and best mean evaluation return (and normalized score) per hyper-parameter point."""
+    if not rows:
+        return {}
+    out = {}
+    by_hp: dict[int, list[dict]] = {}
+    for row in rows:
+        by_hp.setdefault(row["hp_index"], []).append(row)
+    for h, hp_rows in sorted(by_hp.items()):
+        chunks = sorted({r["chunk"] for r in hp_rows})
+        entry = {k: v for k, v in hp_rows[0].items() if k.startswith("hp.")}
+        for key in ("eval_return", "normalized_score"):
+            if key not in hp_rows[0]:
+                continue
+            per_chunk = [np.mean([r[key] for r in hp_rows if r["chunk"] == c]) for c in chunks]
+            last = [r[key] for r in hp_rows if r["chunk"] == chunks[-1]]
+            entry[f"final_{key}_mean"] = float(np.mean(last))
+            entry[f"final_{key}_std"] = float(np.std(last))
+            entry[f"final_{key}_per_seed"] = [float(x) for x in last]
+            entry[f"best_{key}_mean"] = float(np.max(per_chunk))
+        entry["env_steps"] = int(max(r["env_steps"] for r in hp_rows))
+        entry["grad_steps"] = int(max(r["grad_steps"] for r in hp_rows))
+        entry["num_seeds"] = len({r["seed"] for r in hp_rows})
+        out[str(h)] = entry
+    return out
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix_str(self, s):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="chunk", dynamic_ncols=True)
