@@ -112,7 +112,8 @@ def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episode
     plans = plan_phases(agent, num_evals)
 
     def train(key, hparams):
-        init_key, eval_key = jax.random.split(key)
+        # The same key derivation as ``Runner``, so a host-driven run and this pure one agree exactly.
+        init_key, eval_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
         state = agent.init(init_key, hparams)
         outputs = []
         offset = 0
@@ -209,10 +210,10 @@ class Runner:
         self._eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
 
         # Outer vmap: hyper-parameter points (keys shared); inner vmap: seeds (hparams shared).
-        def over_grid(fn, key_axis_fn):
-            return jax.vmap(jax.vmap(fn, in_axes=key_axis_fn[0]), in_axes=key_axis_fn[1])
-
-        self._init = jax.jit(over_grid(agent.init, ((0, None), (None, 0))))
+        # axis_size: an algorithm may have no traced hyper-parameter at all.
+        self._init = jax.jit(
+            jax.vmap(jax.vmap(agent.init, in_axes=(0, None)), in_axes=(None, 0), axis_size=self.num_hp)
+        )
         self._chunks = [
             jax.jit(
                 jax.vmap(jax.vmap(make_chunk(agent, problem, p.phase, p.chunk_length, settings.eval_episodes)))
