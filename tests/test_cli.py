@@ -1,0 +1,77 @@
+"""The command line: bad input is one line on stderr with exit code 2; a run writes its outputs; resume."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "experiments.run", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["algo=nope"], "unknown algo 'nope'; valid: "),
+        (["env=nope"], "unknown env 'nope'; valid: "),
+        (["algo.actor_lrr=1e-3"], "algo 'sac' has no key 'actor_lrr'"),
+        (["algo.actor_lr=fast"], "could not be converted to Float"),
+        (["seedz=3"], "unknown key 'seedz'"),
+        (["algo=bc", "env=cartpole"], "needs offline data"),
+        (["dataset=/no/such/file.hdf5"], "dataset file not found: /no/such/file.hdf5"),
+    ],
+)
+def test_bad_input_is_one_line(args, needle):
+    out = _cli(*args)
+    assert out.returncode == 2, out.stderr[-1000:]
+    lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], out.stderr
+
+
+def test_corrupt_hdf5_is_one_line(tmp_path):
+    bad = tmp_path / "broken.hdf5"
+    bad.write_bytes(b"this is not an HDF5 file" * 10)
+    out = _cli("algo=bc", "env=cartpole", f"dataset={bad}")
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "broken.hdf5" in lines[0], out.stderr
+
+
+def test_run_writes_outputs_and_resume_finishes(tmp_path):
+    import jax
+
+    from envs.scripted_experts import cartpole_expert
+    from hybrid_rl.datasets import write_d4rl_hdf5
+    from hybrid_rl.datasets.rollout import rollout_d4rl
+    from hybrid_rl.problem import build_problem
+
+    data = rollout_d4rl(build_problem("cartpole"), cartpole_expert, jax.random.key(0), 2_000, num_envs=4)
+    path = write_d4rl_hdf5(tmp_path / "cartpole-expert.hdf5", data)
+    run_dir = tmp_path / "run"
+    args = ["algo=bc", "env=cartpole", f"dataset={path}", "seeds=2", "total_steps=600", "num_evals=3",
+            "eval_episodes=2", "algo.hidden_sizes=[32,32]", f"out_dir={run_dir}", "progress=false"]
+    out = _cli(*args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "final eval return" in out.stdout
+    for name in ("config.yaml", "metrics.csv", "summary.json", "eval_returns.json", "learning_curve.png"):
+        assert (run_dir / name).exists(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["0"]["num_seeds"] == 2 and summary["0"]["grad_steps"] == 600
+    rows = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 3 * 2  # header + one row per seed per evaluation
+    raw = json.loads((run_dir / "eval_returns.json").read_text())
+    assert np.asarray(raw[-1]["returns"]).shape == (1, 2, 2)  # (hparam points, seeds, episodes)
+
+    resumed = _cli(f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
