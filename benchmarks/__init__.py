@@ -1,0 +1,1 @@
+"""Speed measurements that print tables (never timing assertions in tests)."""

@@ -1,0 +1,64 @@
+"""Time for N vmapped seeds vs 1 seed, in one compiled program: ``python -m benchmarks.seed_scaling``.
+
+For each seed count it builds the algorithm's pure ``train`` (``hybrid_rl.runner.make_train``), jits
+``vmap(train)`` over seeds, and reports compile time and steady run time (best of ``--repeats``), the
+env steps per second summed over seeds, and the ratio time(N seeds) / time(1 seed): well under N means
+vmapping seeds is paying off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+
+from hybrid_rl.algorithm import default_hparams, get_algorithm
+from hybrid_rl.problem import build_problem
+from hybrid_rl.runner import make_train
+
+
+def measure(algo: str, env: str, seeds: int, overrides: dict, repeats: int, num_evals: int):
+    spec = get_algorithm(algo)
+    config = spec.config_cls(**overrides)
+    problem = build_problem(env)
+    agent = spec.make(config, problem)
+    train = jax.jit(jax.vmap(make_train(agent, problem, num_evals=num_evals, eval_episodes=5), in_axes=(0, None)))
+    keys = jax.random.split(jax.random.key(0), seeds)
+    hp = default_hparams(spec, config)
+    t0 = time.perf_counter()
+    compiled = train.lower(keys, hp).compile()
+    compile_s = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(keys, hp))
+        best = min(best, time.perf_counter() - t0)
+    steps = sum(p.num_iterations * p.env_steps_per_iteration for p in agent.phases)
+    return compile_s, best, steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", default="sac")
+    parser.add_argument("--env", default="pendulum")
+    parser.add_argument("--seeds", default="1,8", help="comma-separated seed counts")
+    parser.add_argument("--total-steps", type=int, default=10_000)
+    parser.add_argument("--warmup-steps", type=int, default=1_000)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    overrides = {"total_steps": args.total_steps, "warmup_steps": args.warmup_steps,
+                 "hidden_sizes": (args.hidden, args.hidden)}
+    print(f"{args.algo} on {args.env}, {args.total_steps} env steps per seed, {args.hidden}x{args.hidden} nets, "
+          f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}")
+    print(f"{'seeds':>5} {'compile s':>10} {'run s':>8} {'env steps/s (all seeds)':>24} {'time / time(1 seed)':>20}")
+    base = None
+    for n in [int(s) for s in args.seeds.split(",")]:
+        compile_s, run_s, steps = measure(args.algo, args.env, n, overrides, args.repeats, num_evals=5)
+        base = base or run_s
+        print(f"{n:>5} {compile_s:>10.1f} {run_s:>8.2f} {n * steps / run_s:>24,.0f} {run_s / base:>20.2f}")
+
+
+if __name__ == "__main__":
+    main()
