@@ -18,9 +18,13 @@ of samples since the last change; ``n^(r)`` = counts of the last ``r`` samples; 
     m_t(0)       = logsumexp_r [ m_{t-1}(r) + log pi^(r)_t(x_t) + log H(r+1) ]      # change point
     P(r_t = r | x_{1:t}) = exp(m_t(r) - logsumexp_r' m_t(r'))
 
-all in log space. Jittable truncation: run lengths are capped at ``L = max_run_length``; the growth message out of
-``r = L`` is dropped and the posterior renormalised over ``r <= L``, so the longest hypothesis always predicts from
-the last ``L`` samples only (a sliding window; exact while ``t <= L``). Note (spec 4.2): with a constant
+all in log space. Jittable truncation: run lengths are capped at ``L = max_run_length`` and the last bin means
+"``r >= L``": the growth messages out of ``r = L-1`` and ``r = L`` are merged into it (log-sum-exp, so no mass is
+lost and ``P(r_t = 0) = h`` still holds), and its counts are the posterior-weighted average of the two runs'
+counts (fractional pseudo-counts; a moment-matching collapse). Exact while ``t < L``; in a long stationary stretch
+the top bin carries the whole run's counts, as the untruncated recursion would. [R] Dropping the overflowing
+run instead (fixed-memory BOCPD) would remove the dominant hypothesis of a long stationary stream every step, so
+we merge. Note (spec 4.2): with a constant
 hazard ``P(r_t = 0 | x_{1:t}) = h`` identically, so detect with a drop of the MAP run length (``info``), not with
 ``P(r_t = 0)``.
 
@@ -33,11 +37,13 @@ seen ``n`` samples with counts ``cnt``; candidate change points split them after
     thr_m = log(1/delta) + log(m (m+1)) + log C(n + O - 1, O - 1)             # "delta" rule (P(false alarm) <= delta)
     thr_m = log(T)                                                          # "code" rule (authors' code, eta = 1/T)
 
-On a restart every statistic is forgotten (``n <- 0``; the sample that triggered it is not kept). Candidates are
-the split points ``m = g, 2g, 3g, ...`` (stride ``g``) whose prefix counts sit in a ring buffer of ``J`` slots; once
-more than ``J`` grid points exist the oldest candidates are overwritten (flag ``overflowed``), which keeps memory
-fixed while keeping the recent split points, the ones a new change needs. The no-change forecaster (the one
-started at the restart) is never dropped: it is ``ell(cnt)``, computed from the running counts. [R] The ring
+Each ``Z_m`` is accumulated one sample at a time (the forecasters' sequential predictives, see
+:func:`rbocpd_update`); :func:`rbocpd_glr` is the closed form. On a restart every statistic is forgotten
+(``n <- 0``; the sample that triggered it is not kept). Candidates are the split points ``m = g, 2g, 3g, ...``
+(stride ``g``) whose prefix counts sit in a ring buffer of ``J`` slots; once more than ``J`` grid points exist
+the oldest candidates are overwritten (flag ``overflowed``), which keeps memory fixed while keeping the recent
+split points, the ones a new change needs. The no-change forecaster (the one started at the restart) is never
+dropped: every ``Z_m`` is measured against it, using the running counts. [R] The ring
 (rather than thinning the grid) is our choice: a change after a long stationary stretch is detected as fast as
 one shortly after a restart. For ``S*A`` detectors in one MDP, pass ``delta / (S*A)`` (and, if wanted,
 ``delta / (k+1)^2`` after ``k`` restarts): ``delta`` is a leaf of the params, so callers can change it per step.
@@ -45,6 +51,7 @@ one shortly after a restart. For ``S*A`` detectors in one MDP, pass ``delta / (S
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import chex
@@ -102,8 +109,8 @@ class BOCPDParams:
 
 @struct.dataclass
 class BOCPDState:
-    log_post: jax.Array  # (L+1,) log P(r_t = r | x_{1:t}), r = 0..L
-    counts: jax.Array  # (L+1, O) int32, n^(r): counts of the last r samples
+    log_post: jax.Array  # (L+1,) log P(r_t = r | x_{1:t}), r = 0..L (the last bin is r >= L)
+    counts: jax.Array  # (L+1, O) float32, n^(r): counts of the last r samples (pseudo-counts in the last bin)
     log_evidence: jax.Array  # () sum_t log p(x_t | x_{<t}) under the (truncated) model
     map_run_length: jax.Array  # () int32, argmax_r of log_post
     t: jax.Array  # () int32, samples seen
@@ -115,7 +122,7 @@ def bocpd_init(params: BOCPDParams) -> BOCPDState:
     log_post = jnp.full((L + 1,), -jnp.inf, jnp.float32).at[0].set(0.0)
     return BOCPDState(
         log_post=log_post,
-        counts=jnp.zeros((L + 1, O), jnp.int32),
+        counts=jnp.zeros((L + 1, O), jnp.float32),
         log_evidence=jnp.zeros((), jnp.float32),
         map_run_length=jnp.zeros((), jnp.int32),
         t=jnp.zeros((), jnp.int32),
@@ -126,30 +133,34 @@ def bocpd_update(params: BOCPDParams, state: BOCPDState, x: jax.Array) -> tuple[
     """One step of the run-length recursion (module docstring) for the sample ``x``.
 
     ``info``: ``map_run_length``; ``map_drop`` (the MAP run length fell: the detection rule of spec 4.2);
-    ``log_pred`` = ``log p(x_t | x_{<t})``; ``truncated_log_mass`` = log of the posterior fraction dropped by the
-    run-length cap (``-inf`` until runs reach ``L``).
+    ``log_pred`` = ``log p(x_t | x_{<t})``. Other statistics (e.g. the mass of short runs) come from
+    ``state.log_post``, the whole posterior.
     """
     L, O = params.max_run_length, params.num_categories
+    if L < 1:
+        raise ValueError("max_run_length must be >= 1")
     chex.assert_shape(state.log_post, (L + 1,))
     chex.assert_shape(state.counts, (L + 1, O))
     x = jnp.asarray(x, jnp.int32)
     alpha = jnp.broadcast_to(jnp.asarray(params.alpha, jnp.float32), (O,))
     hazard = jnp.broadcast_to(jnp.asarray(params.hazard, jnp.float32), (L + 1,))
 
-    cnt = state.counts.astype(jnp.float32)
+    cnt = state.counts
     log_pred = jnp.log(cnt[:, x] + alpha[x]) - jnp.log(cnt.sum(-1) + alpha.sum())  # (L+1,)
     joint = state.log_post + log_pred  # log P(r_{t-1} = r, x_t | x_{<t})
-    growth = joint + jnp.log1p(-hazard)
+    growth = joint + jnp.log1p(-hazard)  # growth[r] -> run length r + 1
     change = logsumexp(joint + jnp.log(hazard))
-    # Truncation: the run that would reach L+1 is dropped (then renormalised), keeping shapes fixed.
-    unnorm = jnp.concatenate([change[None], growth[:L]])
-    log_norm = logsumexp(unnorm)
-    log_post = unnorm - log_norm
+    # Truncation: runs L-1 -> L and L -> L+1 both land in the last bin "r >= L" (no mass lost).
+    top_pair = growth[L - 1:]
+    top = logsumexp(top_pair)
+    unnorm = jnp.concatenate([change[None], growth[: L - 1], top[None]])
+    log_post = unnorm - logsumexp(unnorm)
     step_evidence = logsumexp(joint)  # log p(x_t | x_{<t}); log_post was normalised
 
-    counts = jnp.concatenate(
-        [jnp.zeros((1, O), jnp.int32), state.counts[:L] + jax.nn.one_hot(x, O, dtype=jnp.int32)[None]], axis=0
-    )
+    grown = cnt + jax.nn.one_hot(x, O, dtype=cnt.dtype)[None]
+    w = jnp.where(jnp.isfinite(top), jnp.exp(top_pair - top), 0.5)  # weights of the two merged runs
+    top_counts = w[0] * grown[L - 1] + w[1] * grown[L]
+    counts = jnp.concatenate([jnp.zeros((1, O), cnt.dtype), grown[: L - 1], top_counts[None]], axis=0)
     map_rl = jnp.argmax(log_post).astype(jnp.int32)
     new_state = BOCPDState(
         log_post=log_post,
@@ -162,7 +173,6 @@ def bocpd_update(params: BOCPDParams, state: BOCPDState, x: jax.Array) -> tuple[
         "map_run_length": map_rl,
         "map_drop": map_rl < state.map_run_length,
         "log_pred": step_evidence,
-        "truncated_log_mass": growth[L] - logsumexp(jnp.concatenate([unnorm, growth[L:]])),
     }
     return new_state, info
 
@@ -199,6 +209,7 @@ class RBOCPDState:
     counts: jax.Array  # (O,) int32, counts since the last restart
     grid_counts: jax.Array  # (J, O) int32, prefix counts at the stored split points
     grid_m: jax.Array  # (J,) int32, split size m of each slot (0 = empty slot)
+    z: jax.Array  # (J,) float32, Z_m of each slot, accumulated one sample at a time
     num_restarts: jax.Array  # () int32
     overflowed: jax.Array  # () bool, some candidate split point has been overwritten since the last restart
 
@@ -216,74 +227,97 @@ def rbocpd_init(params: RBOCPDParams, batch_shape: tuple[int, ...] = ()) -> RBOC
         counts=jnp.zeros(b + (O,), jnp.int32),
         grid_counts=jnp.zeros(b + (J, O), jnp.int32),
         grid_m=jnp.zeros(b + (J,), jnp.int32),
+        z=jnp.zeros(b + (J,), jnp.float32),
         num_restarts=jnp.zeros(b, jnp.int32),
         overflowed=jnp.zeros(b, jnp.bool_),
     )
 
 
-def rbocpd_statistics(params: RBOCPDParams, n: jax.Array, counts: jax.Array, grid_counts: jax.Array,
-                      grid_m: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(Z, thr, valid)`` for every slot: the GLR statistic, its threshold and whether the slot is a candidate
-    (``0 < m < n``: both blocks non-empty)."""
+def rbocpd_glr(counts: jax.Array, prefix_counts: jax.Array) -> jax.Array:
+    """Closed form ``Z = ell(prefix) + ell(counts - prefix) - ell(counts)`` (Laplace marginals, log-Gamma).
+
+    :func:`rbocpd_update` computes the same number incrementally; this form is the reference used in tests and
+    for offline analysis. ``prefix_counts`` may carry leading axes (one row per split point).
+    """
+    ell = partial(dirichlet_log_marginal, alpha=1.0)
+    return ell(prefix_counts) + ell(counts - prefix_counts) - ell(counts)
+
+
+def rbocpd_thresholds(params: RBOCPDParams, n: jax.Array, m: jax.Array) -> jax.Array:
+    """``thr_m`` for split sizes ``m`` after ``n`` samples (module docstring; "delta" or "code" rule)."""
     O = params.num_categories
-    valid = (grid_m > 0) & (grid_m < n)
-    ell_all = dirichlet_log_marginal(counts)
-    Z = dirichlet_log_marginal(grid_counts) + dirichlet_log_marginal(counts[None, :] - grid_counts) - ell_all
-    m = grid_m.astype(jnp.float32)
+    m = jnp.asarray(m, jnp.float32)
     if params.threshold == "delta":
-        thr = (
+        return (
             -jnp.log(jnp.asarray(params.delta, jnp.float32))
             + jnp.log(m * (m + 1.0))
             + log_binom(n + O - 1, O - 1)
         )
-    else:
-        thr = jnp.broadcast_to(jnp.log(jnp.asarray(params.horizon, jnp.float32)), m.shape)
-    return Z, thr, valid
+    return jnp.broadcast_to(jnp.log(jnp.asarray(params.horizon, jnp.float32)), m.shape)
 
 
 def rbocpd_update(params: RBOCPDParams, state: RBOCPDState, x: jax.Array) -> tuple[RBOCPDState, dict]:
     """Feed one sample; restart (forget everything) if ``max_m (Z_m - thr_m) > 0``.
 
+    ``Z_m`` is kept per slot and updated with the new sample's sequential predictives (Laplace), which is
+    the closed form of :func:`rbocpd_glr` written as a running sum:
+
+    ``Z_m <- Z_m + log((s_{m,x} + 1) / (n - m + O)) - log((cnt_x + 1) / (n + O))``
+
+    (``s_m = cnt - G_m``: suffix counts, both before adding ``x``; ``Z_m = 0`` when the split point is created,
+    because then the prefix is everything). Why incremental: it costs ``O(J)`` logs per sample instead of
+    ``O(J * O)`` log-Gammas, and it accumulates the *difference* (tens of nats) rather than subtracting
+    log-marginals of size ``~n log O``, so float32 keeps it accurate for long streams (spec 4.8, pitfall 6).
+
     ``info``: ``restart`` (bool), ``score`` = ``max_m (Z_m - thr_m)`` before the restart (``-inf`` without
     candidates), ``max_z``, ``split`` = the best candidate ``m`` (samples before the estimated change, counted
-    from the last restart), ``n`` = samples since the restart before this update's reset.
+    from the last restart), ``n`` = samples since the restart including this one.
     """
     J, O, g = params.num_candidates, params.num_categories, params.stride
     chex.assert_shape(state.counts, (O,))
     chex.assert_shape(state.grid_counts, (J, O))
     x = jnp.asarray(x, jnp.int32)
 
+    # Sequential predictive of x under every suffix forecaster and under the restart forecaster.
+    cnt_x = state.counts[x].astype(jnp.float32)
+    n_old = state.n.astype(jnp.float32)
+    suffix_x = cnt_x - state.grid_counts[:, x].astype(jnp.float32)
+    suffix_n = n_old - state.grid_m.astype(jnp.float32)
+    dz = jnp.log((suffix_x + 1.0) / (suffix_n + O)) - jnp.log((cnt_x + 1.0) / (n_old + O))
+    z = jnp.where(state.grid_m > 0, state.z + dz, 0.0)
+
     n = state.n + 1
     counts = state.counts + jax.nn.one_hot(x, O, dtype=jnp.int32)
-    # Record a split point every g samples; it becomes a candidate from the next sample on (m < n).
+    # Record a split point every g samples (Z = 0: prefix = everything); a candidate from the next sample on.
     on_grid = (n % g) == 0
     slot = ((n // g) - 1) % J
     grid_counts = jnp.where(on_grid, state.grid_counts.at[slot].set(counts), state.grid_counts)
     grid_m = jnp.where(on_grid, state.grid_m.at[slot].set(n), state.grid_m)
+    z = jnp.where(on_grid, z.at[slot].set(0.0), z)
     overflowed = state.overflowed | (on_grid & (n // g > J))
 
-    Z, thr, valid = rbocpd_statistics(params, n, counts, grid_counts, grid_m)
-    excess = jnp.where(valid, Z - thr, -jnp.inf)
+    valid = (grid_m > 0) & (grid_m < n)
+    excess = jnp.where(valid, z - rbocpd_thresholds(params, n, grid_m), -jnp.inf)
     best = jnp.argmax(excess)
     score = excess[best]
     restart = score > 0.0
 
-    fresh = rbocpd_init(params)
     kept = RBOCPDState(
         n=n,
         counts=counts,
         grid_counts=grid_counts,
         grid_m=grid_m,
+        z=z,
         num_restarts=state.num_restarts,
         overflowed=overflowed,
     )
     # Select rather than lax.cond: under vmap a cond would run both branches anyway.
-    new_state = jax.tree.map(lambda a, b: jnp.where(restart, a, b), fresh, kept)
+    new_state = jax.tree.map(lambda a, b: jnp.where(restart, a, b), rbocpd_init(params), kept)
     new_state = new_state.replace(num_restarts=state.num_restarts + restart.astype(jnp.int32))
     info = {
         "restart": restart,
         "score": score,
-        "max_z": jnp.max(jnp.where(valid, Z, -jnp.inf)),
+        "max_z": jnp.max(jnp.where(valid, z, -jnp.inf)),
         "split": jnp.where(jnp.isfinite(score), grid_m[best], 0),
         "n": n,
     }
@@ -329,9 +363,10 @@ __all__ = [
     "bocpd_update",
     "dirichlet_log_marginal",
     "log_binom",
+    "rbocpd_glr",
     "rbocpd_init",
     "rbocpd_run",
-    "rbocpd_statistics",
+    "rbocpd_thresholds",
     "rbocpd_update",
     "rbocpd_update_at",
 ]

@@ -20,6 +20,7 @@ inner maximisation and confidence radii.
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional
 
 import chex
@@ -63,7 +64,7 @@ def _check_mdp(P: jax.Array, R: jax.Array) -> tuple[int, int]:
 
 def _check_finite_horizon(P: jax.Array, R: jax.Array, H: int) -> tuple[int, int]:
     """Accepts stationary ``(S,A,S)``/``(S,A)`` or time-indexed ``(H,S,A,S)``/``(H,S,A)`` arrays."""
-    if not isinstance(H, int) or H < 1:
+    if not isinstance(H, numbers.Integral) or isinstance(H, bool) or H < 1:
         raise ValueError(f"H must be a positive Python int (it is a scan length), got {H!r}")
     if P.ndim not in (3, 4) or R.ndim not in (2, 3):
         raise ValueError(f"P must be (S,A,S) or (H,S,A,S) and R (S,A) or (H,S,A); got {P.shape} and {R.shape}")
@@ -398,6 +399,15 @@ def ucrl2_radii(
     return d_r, d_p
 
 
+def empirical_kernel(transition_counts: jax.Array) -> jax.Array:
+    """``p_hat(s'|s,a) = N(s,a,s') / N(s,a)``, uniform where ``N(s,a) = 0`` (EVI needs every row to be a
+    distribution; with no data the L1 radius covers the whole simplex anyway)."""
+    chex.assert_rank(transition_counts, 3)
+    c = transition_counts.astype(jnp.float32)
+    n = c.sum(-1, keepdims=True)
+    return jnp.where(n > 0, c / jnp.maximum(n, 1.0), 1.0 / c.shape[-1])
+
+
 def _l1_ball_max_sorted(p_sorted: jax.Array, d: jax.Array) -> jax.Array:
     """Inner maximisation with next states already sorted best-first along the last axis."""
     p0 = jnp.minimum(1.0, p_sorted[..., 0] + 0.5 * d)
@@ -532,6 +542,7 @@ __all__ = [
     "average_reward_policy_evaluation",
     "bellman_q",
     "discounted_value_iteration",
+    "empirical_kernel",
     "extended_value_iteration",
     "finite_horizon_policy_evaluation",
     "finite_horizon_value_iteration",
