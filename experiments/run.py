@@ -67,7 +67,7 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
         num_seeds=cfg.seeds,
         seed=cfg.seed,
         num_evals=cfg.num_evals,
-        eval_episodes=cfg.eval_episodes,
+        eval_episodes=cfg.eval_episodes if spec.evaluation else 0,
         hp_grid={k: list(v) for k, v in OmegaConf.to_container(cfg.hp_sweep, resolve=True).items()},
         checkpoint=cfg.checkpoint,
         progress=cfg.progress,

@@ -56,6 +56,9 @@ class AlgorithmSpec:
     dataset: str = "none"
     action_kinds: tuple[str, ...] = ("continuous", "discrete")
     paper: str = ""
+    # False for algorithms judged by a metric they log themselves (regret on a continuing problem):
+    # the runner then runs no evaluation episodes.
+    evaluation: bool = True
 
 
 class UnknownAlgorithmError(KeyError):

@@ -200,6 +200,11 @@ class Runner:
         self.out_dir = pathlib.Path(out_dir) if out_dir is not None else None
         self.log = log_fn
         self.plans = plan_phases(agent, settings.num_evals)
+        if settings.eval_episodes > 0 and problem.max_episode_steps > 1_000_000:
+            raise ValueError(
+                f"env {problem.env_name!r} is continuing (episode limit {problem.max_episode_steps} steps), so "
+                "evaluation episodes would never end: set eval_episodes=0 and judge the run by its logged metrics"
+            )
         self.hparams, self.hp_points = hparam_grid(hparams, settings.hp_grid)
         self.num_hp = len(self.hp_points)
         self.mesh = seed_mesh(settings.num_seeds)
