@@ -41,7 +41,9 @@ class RunConfig:
     total_steps: Optional[int] = None  # shortcut for algo.total_steps (or algo.num_steps when offline)
     num_evals: int = 10  # evaluations (= chunks) per phase
     eval_episodes: int = 10  # episodes per evaluation, run in parallel
-    dataset: Optional[str] = None  # path to a D4RL-layout HDF5 file (offline data)
+    dataset: Optional[str] = None  # a D4RL-layout HDF5 path, or a builder kind (random, medium, expert, ...)
+    dataset_size: int = 100_000  # transitions, when ``dataset`` is a kind the builder makes (cached)
+    data_dir: Optional[str] = None  # builder cache (default $HYBRID_RL_DATA_DIR or ./data)
     hp_sweep: Dict[str, List[float]] = dataclasses.field(default_factory=dict)  # traced hparam -> values
     out_dir: Optional[str] = None  # default: runs/<algo>/<env>/<time> (Hydra's run dir)
     resume: Optional[str] = None  # a run directory to continue from its last checkpoint

@@ -15,6 +15,7 @@ import os
 import pathlib
 import sys
 import time
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -38,6 +39,29 @@ def _apply_total_steps(algo_name: str, config, total_steps):
     raise UserError(f"algo {algo_name!r} has neither total_steps nor num_steps; set its own length key")
 
 
+def resolve_dataset(cfg: DictConfig, env_name: str, env_kwargs: dict, log=print) -> Optional[str]:
+    """``dataset`` is a file path, or a kind (``medium``, ``medium_replay``...) that the dataset builder
+    makes for this env (once: it is cached under the data dir with a hash of its recipe)."""
+    from hybrid_rl.datasets.builder import KINDS, get_or_build_dataset
+
+    dataset = cfg.dataset
+    if dataset is None:
+        return None
+    kind = str(dataset).replace("_", "-")
+    if kind in KINDS and not pathlib.Path(dataset).exists():
+        log(f"dataset: {kind} data for {env_name} ({cfg.dataset_size} transitions) from the builder (cached)")
+        path = get_or_build_dataset(
+            env_name, kind, int(cfg.dataset_size), seed=int(cfg.seed), env_kwargs=env_kwargs or None,
+            data_dir=cfg.data_dir,
+        )
+        return str(path)
+    if not pathlib.Path(dataset).exists():
+        raise UserError(
+            f"dataset file not found: {dataset} (a path to a D4RL-layout .hdf5, or a kind: {', '.join(KINDS)})"
+        )
+    return str(dataset)
+
+
 def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = False, log=print) -> dict:
     """Builds the problem and agent from a composed config and runs it; returns the summary."""
     from hybrid_rl.algorithm import default_hparams, get_algorithm
@@ -49,9 +73,7 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
     config = _apply_total_steps(algo_name, config, cfg.total_steps)
     env_name = cfg.env.name
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
-    dataset = cfg.dataset
-    if dataset is not None and not pathlib.Path(dataset).exists():
-        raise UserError(f"dataset file not found: {dataset}")
+    dataset = resolve_dataset(cfg, env_name, env_kwargs, log)
     if spec.dataset == "required" and dataset is None:
         raise UserError(
             f"algo {algo_name!r} needs offline data: pass dataset=<path to a D4RL-layout .hdf5> "
