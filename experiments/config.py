@@ -49,6 +49,7 @@ class RunConfig:
     resume: Optional[str] = None  # a run directory to continue from its last checkpoint
     checkpoint: bool = True
     progress: bool = True
+    loggers: List[str] = dataclasses.field(default_factory=list)  # extra mirrors: tensorboard, wandb
 
 
 def _node_class(name: str, config_cls: type) -> type:

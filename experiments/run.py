@@ -96,7 +96,11 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    runner = Runner(agent, problem, default_hparams(spec, config), settings, out_dir=out_dir, log_fn=log)
+    from hybrid_rl.logging import make_loggers
+
+    mirrors = make_loggers(list(cfg.get("loggers", [])), out_dir, OmegaConf.to_container(cfg, resolve=True))
+    runner = Runner(agent, problem, default_hparams(spec, config), settings, out_dir=out_dir, log_fn=log,
+                    on_rows=tuple(mirrors))
     import jax
 
     log(
@@ -141,7 +145,7 @@ def main(cfg: DictConfig) -> None:
             return
         out_dir = pathlib.Path(cfg.out_dir) if cfg.out_dir else pathlib.Path(HydraConfig.get().runtime.output_dir)
         train_from_config(cfg, out_dir)
-    except (UserError, DatasetError, ValueError, KeyError, FileNotFoundError, FloatingPointError) as err:
+    except (UserError, DatasetError, ValueError, KeyError, FileNotFoundError, FloatingPointError, ImportError) as err:
         print(_one_line_error(err), file=sys.stderr)
         sys.exit(2)
 

@@ -105,23 +105,61 @@ def plot_learning_curve(rows: list[dict], path: pathlib.Path, key: str = "eval_r
     plt.close(fig)
 
 
-class TensorBoardLogger:
-    """Optional: mirrors metric rows (mean over seeds) to TensorBoard event files."""
+def _chunk_means(rows: list[dict]):
+    """(step, {metric: mean over seeds}) per (chunk, hparam point) in ``rows``."""
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((int(r["chunk"]), int(r["hp_index"])), []).append(r)
+    for (_, hp), rs in sorted(groups.items()):
+        step = int(rs[0]["env_steps"] or rs[0]["grad_steps"])
+        prefix = f"hp{hp}/" if hp else ""
+        means = {
+            prefix + k: float(np.nanmean([r[k] for r in rs]))
+            for k, v in rs[0].items()
+            if isinstance(v, float) and k not in ("seconds",) and not k.startswith("hp.")
+        }
+        yield step, means
 
-    def __init__(self, log_dir: pathlib.Path):
+
+class TensorBoardLogger:
+    """Optional (``loggers=[tensorboard]``): mirrors each chunk's rows, averaged over seeds, to
+    TensorBoard event files in ``<run dir>/tensorboard``."""
+
+    def __init__(self, log_dir: pathlib.Path, config: dict | None = None):
         try:
             from tensorboardX import SummaryWriter
-        except ImportError as err:  # pragma: no cover - optional dependency
-            raise ImportError("TensorBoard logging needs `pip install hybrid-rl[log]`") from err
-        self._writer = SummaryWriter(str(log_dir))
+        except ImportError as err:
+            raise ImportError("TensorBoard logging needs `pip install hybrid-rl[log]` (tensorboardX)") from err
+        self._writer = SummaryWriter(str(pathlib.Path(log_dir) / "tensorboard"))
 
-    def log_rows(self, rows: list[dict]) -> None:
-        by_chunk: dict[int, list[dict]] = {}
-        for r in rows:
-            by_chunk.setdefault(int(r["chunk"]), []).append(r)
-        for chunk, rs in by_chunk.items():
-            step = int(rs[0]["env_steps"] or rs[0]["grad_steps"])
-            for k, v in rs[0].items():
-                if isinstance(v, float) and k not in ("seed", "hp_index", "chunk"):
-                    self._writer.add_scalar(k, float(np.mean([r[k] for r in rs])), step)
+    def __call__(self, rows: list[dict]) -> None:
+        for step, means in _chunk_means(rows):
+            for k, v in means.items():
+                self._writer.add_scalar(k, v, step)
         self._writer.flush()
+
+
+class WandbLogger:
+    """Optional (``loggers=[wandb]``): mirrors each chunk's rows, averaged over seeds, to Weights & Biases.
+    Set WANDB_MODE=offline on a machine without network access."""
+
+    def __init__(self, log_dir: pathlib.Path, config: dict | None = None):
+        try:
+            import wandb
+        except ImportError as err:
+            raise ImportError("W&B logging needs `pip install hybrid-rl[log]` (wandb)") from err
+        self._run = wandb.init(dir=str(log_dir), config=config or {}, project="hybrid-rl", reinit=True)
+
+    def __call__(self, rows: list[dict]) -> None:
+        for step, means in _chunk_means(rows):
+            self._run.log(means, step=step)
+
+
+LOGGERS = {"tensorboard": TensorBoardLogger, "wandb": WandbLogger}
+
+
+def make_loggers(names, log_dir: pathlib.Path, config: dict | None = None) -> list:
+    unknown = sorted(set(names) - set(LOGGERS))
+    if unknown:
+        raise ValueError(f"unknown logger(s) {unknown}; choose from {sorted(LOGGERS)} (CSV and JSON are always written)")
+    return [LOGGERS[name](log_dir, config) for name in names]

@@ -92,8 +92,9 @@ def make_chunk(
         metrics = {k: jnp.nanmean(v.astype(jnp.float32)) for k, v in metrics.items()}
         if eval_episodes > 0:
             act = lambda obs, key: agent.policy(state, obs, key, True)  # noqa: E731
+            env_params = problem.env_params if agent.eval_env_params is None else agent.eval_env_params(state)
             returns, lengths = evaluate_policy(
-                act, problem.env, problem.env_params, eval_key, eval_episodes, problem.max_episode_steps
+                act, problem.env, env_params, eval_key, eval_episodes, problem.max_episode_steps
             )
             metrics["eval_returns"] = returns
             metrics["eval_return"] = returns.mean()
@@ -193,12 +194,14 @@ class Runner:
         settings: RunSettings,
         out_dir: Optional[pathlib.Path] = None,
         log_fn: Callable[[str], None] = print,
+        on_rows: tuple[Callable[[list[dict]], None], ...] = (),
     ):
         self.agent = agent
         self.problem = problem
         self.settings = settings
         self.out_dir = pathlib.Path(out_dir) if out_dir is not None else None
         self.log = log_fn
+        self.on_rows = on_rows  # called with each chunk's new metric rows (TensorBoard, W&B mirrors)
         self.plans = plan_phases(agent, settings.num_evals)
         if settings.eval_episodes > 0 and problem.max_episode_steps > 1_000_000:
             raise ValueError(
@@ -310,7 +313,10 @@ class Runner:
                 metrics = jax.device_get(metrics)
                 seconds = time.perf_counter() - t0
                 self._check_finite(metrics, plan.phase.name, env_steps, grad_steps)
+                first_new_row = len(self.rows)
                 self._record(metrics, plan, chunk_index, global_chunk, env_steps, grad_steps, seconds)
+                for callback in self.on_rows:
+                    callback(self.rows[first_new_row:])
                 global_chunk += 1
                 self._write_outputs()
                 self._save(
