@@ -42,6 +42,9 @@ class Agent:
     init: Callable[..., State]  # init(key, hparams) -> state
     phases: tuple[Phase, ...]
     policy: Callable[..., Any]  # policy(state, obs, key, deterministic) -> env action
+    # Optional ``eval_env_params(state) -> env params`` for evaluation (default: the problem's): an agent
+    # whose seeds each draw their own env (a combination lock per seed) evaluates on its seed's params.
+    eval_env_params: Optional[Callable[[State], Any]] = None
 
 
 @dataclasses.dataclass(frozen=True)
