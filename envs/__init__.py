@@ -5,4 +5,5 @@ Importing this package registers every built-in environment.
 
 from envs.registry import EnvSpec, get_env_spec, list_envs, make_env, register_env  # noqa: F401
 from envs import gymnax_envs  # noqa: F401  (registers gymnax's envs)
+from envs import combination_lock, linear_mdp, sim_real  # noqa: F401  (registers our envs)
 from envs import finite_mdp, piecewise_stationary  # noqa: F401
