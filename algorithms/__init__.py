@@ -1,4 +1,4 @@
 """One file per algorithm; importing this package registers all of them (hybrid_rl.algorithm.register)."""
 
 from algorithms import bc, rlpd, sac  # noqa: F401
-from algorithms import hnpg, ppo  # noqa: F401  (on-policy: issue 7)
+from algorithms import hnpg, hyq, ppo  # noqa: F401  (on-policy: issue 7)
