@@ -133,3 +133,28 @@ def test_hnpg_solves_the_h5_lock_where_npg_does_not():
     npg_success = _success(False)
     assert (hnpg_success > 0.9).sum() >= 3, hnpg_success
     assert (npg_success > 0.9).sum() <= 1, npg_success
+
+
+def test_runner_evaluates_each_seed_on_its_own_lock():
+    """``Agent.eval_env_params``: an oracle for the seed's own lock scores 1 on every seed only when the
+    runner evaluates on the state's params (on the problem's lock it fails for seeds whose lock differs)."""
+    from envs.combination_lock import randomize
+    from hybrid_rl.algorithm import Agent, Phase
+
+    problem = build_problem("comblock", {"horizon": 3})
+    env, H = problem.env, 3
+
+    def policy(state, obs, key, deterministic):
+        g = env.decode_observation(obs)
+        latent, h = jnp.argmax(g[:3]), jnp.clip(jnp.argmax(g[3 : 3 + H]), 0, H - 1)
+        return jnp.where(latent == 0, state["lock"].opt_a[h], state["lock"].opt_b[h])
+
+    phases = (Phase("noop", lambda s: (s, {}), 1),)
+    init = lambda key, hp: {"lock": randomize(problem.env_params, key)}  # noqa: E731
+    keys = jax.random.split(jax.random.key(3), 4)
+    own = Agent(init, phases, policy, eval_env_params=lambda s: s["lock"])
+    _, m_own = jax.vmap(make_train(own, problem, 1, 8), in_axes=(0, None))(keys, {})
+    np.testing.assert_array_equal(np.asarray(m_own[0]["eval_returns"]), 1.0)
+    shared = Agent(init, phases, policy)
+    _, m_shared = jax.vmap(make_train(shared, problem, 1, 8), in_axes=(0, None))(keys, {})
+    assert np.asarray(m_shared[0]["eval_returns"]).mean() < 0.5
