@@ -23,6 +23,11 @@ Under ``vmap`` the critic is recomputed every episode and selected with ``where`
 cheap). ``eta_rule="theory"`` uses ``eta = sqrt(log A / (H^2 K))`` (spec 3.2; near-uniform play, spec 3.5),
 ``"constant"`` the O(1) ``eta`` (default 1, spec 3.5's tuned value).
 
+Linear instantiation (spec 3.3(b), ``optimistic_ac_linear``): the critic is LSVI-UCB with max targets
+(:func:`algorithms.lsvi_ucb.lsvi`; non-optimistic: ``beta = 0``, ridge FQI), recomputed only when
+``log det Lambda_h > log 2 + log det Lambda_h^{(k)}`` for some ``h`` (determinant doubling, O(d H log K) switches);
+the same reset actor; hybrid data enter ``Lambda_h`` and the regression targets from the start.
+
 Metrics per episode: ``regret_increment`` ``V* - V^{pi^t}`` (exact, expected), ``cumulative_regret``,
 ``num_switches`` (critic switches so far, the rare-switching count), ``switch`` and ``suboptimality`` (= the
 regret increment: the played policy is the output).
@@ -31,6 +36,7 @@ regret increment: the played policy is the output).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -184,6 +190,118 @@ def make(config: Config, problem: Problem) -> Agent:
     return make_agent(config, tabular_model(problem, "optimistic_ac"))
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Linear MDPs (spec 3.3(b))
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearConfig:
+    episodes: int = 3000  # K: online episodes (one per iteration)
+    features: str = "env"  # "env" (linear_mdp) | "onehot" | "lowrank" (comblock_tabular)
+    optimistic: bool = True  # LSVI-UCB critic, or ridge FQI (beta = 0) for the non-optimistic hybrid variant
+    offline_episodes: int = 0  # N_off episodes of an eps-greedy pi* in the critic's data from the start (hybrid)
+    offline_eps: float = 0.3  # exploration rate of the offline behaviour policy (traced)
+    beta_scale: float = 0.01  # c in beta = c d H sqrt(log(2 d T / p)); tuned [R] (traced)
+    p: float = 0.05  # failure probability in beta (traced)
+    reg: float = 1.0  # ridge regulariser (traced)
+    eta: float = 1.0  # actor step size for eta_rule="constant" [R] (traced)
+    eta_rule: str = "constant"  # "constant" | "theory" (eta = sqrt(log A / (H^2 K))) [R]
+    switching: str = "doubling"  # "doubling" (determinant doubling) | "every_episode" (ablation) [R]
+
+
+LINEAR_TRACED = ("offline_eps", "beta_scale", "p", "reg", "eta")
+
+
+@struct.dataclass
+class LinearACState:
+    key: jax.Array
+    stats: Any  # lsvi_ucb.LinearStats (offline + online)
+    critic: jax.Array  # (H, S, A) f^k
+    logdet_at_switch: jax.Array  # (H,) log det Lambda_h at the last switch
+    t_switch: jax.Array
+    episode: jax.Array
+    num_switches: jax.Array
+    regret: jax.Array
+    hparams: dict
+
+
+def log_dets(stats, reg) -> jax.Array:
+    """``log det(reg I + sum phi phi^T)`` per step h."""
+    d = stats.gram.shape[-1]
+    return jnp.linalg.slogdet(stats.gram + reg * jnp.eye(d))[1]
+
+
+def make_linear_agent(config: LinearConfig, model: TabularModel, phi: jax.Array) -> Agent:
+    from algorithms import lsvi_ucb
+
+    if config.eta_rule not in ETA_RULES:
+        raise ValueError(f"eta_rule must be one of {ETA_RULES}, got {config.eta_rule!r}")
+    if config.switching not in SWITCHING:
+        raise ValueError(f"switching must be one of {SWITCHING}, got {config.switching!r}")
+    H, S, A, K = model.H, model.S, model.A, config.episodes
+    d = phi.shape[-1]
+    v_star = model.v_star
+
+    def init(key, hparams):
+        k_off, key = jax.random.split(key)
+        stats = lsvi_ucb.init_stats(H, d, S)
+        if config.offline_episodes > 0:
+            beta = behaviour_policy(model, hparams["offline_eps"])
+            eps = jax.vmap(lambda k: sample_episode(k, model, beta))(jax.random.split(k_off, config.offline_episodes))
+            stats = jax.lax.fori_loop(
+                0, config.offline_episodes,
+                lambda i, st: lsvi_ucb.add_to_stats(st, phi, *jax.tree.map(lambda x: x[i], eps)), stats,
+            )
+        return LinearACState(
+            key=key, stats=stats, critic=jnp.zeros((H, S, A)), logdet_at_switch=jnp.zeros((H,)),
+            t_switch=jnp.int32(0), episode=jnp.int32(0), num_switches=jnp.int32(0), regret=jnp.float32(0.0),
+            hparams=hparams,
+        )
+
+    def eta_of(hp):
+        return jnp.sqrt(jnp.log(A) / (H**2 * K)) if config.eta_rule == "theory" else hp["eta"]
+
+    def iteration(state):
+        hp = state.hparams
+        ld = log_dets(state.stats, hp["reg"])
+        if config.switching == "doubling":
+            switch = (state.episode == 0) | jnp.any(ld > jnp.log(2.0) + state.logdet_at_switch)
+        else:
+            switch = jnp.bool_(True)
+        beta = lsvi_ucb.confidence_radius(hp, d, H, K) if config.optimistic else 0.0
+        fresh, _ = lsvi_ucb.lsvi(state.stats, phi, beta, hp["reg"])
+        critic = jnp.where(switch, fresh, state.critic)
+        t_switch = jnp.where(switch, state.episode, state.t_switch)
+        pi = md_policy(critic, eta_of(hp), (state.episode - t_switch + 1).astype(jnp.float32))
+        key, k_ep = jax.random.split(state.key)
+        s, a, r, s2 = sample_episode(k_ep, model, pi)
+        regret_inc = v_star - model.value(pi)
+        state = state.replace(
+            key=key, stats=lsvi_ucb.add_to_stats(state.stats, phi, s, a, r, s2), critic=critic,
+            logdet_at_switch=jnp.where(switch, ld, state.logdet_at_switch), t_switch=t_switch,
+            episode=state.episode + 1, num_switches=state.num_switches + switch.astype(jnp.int32),
+            regret=state.regret + regret_inc,
+        )
+        return state, {"regret_increment": regret_inc, "suboptimality": regret_inc,
+                       "cumulative_regret": state.regret, "num_switches": state.num_switches.astype(jnp.float32),
+                       "switch": switch.astype(jnp.float32), "episode_return": r.sum()}
+
+    def policy(state, obs, key, deterministic):
+        pi = md_policy(state.critic, eta_of(state.hparams), (state.episode - state.t_switch + 1))[0, obs]
+        return jnp.where(deterministic, pi.argmax(), jax.random.categorical(key, jnp.log(pi)))
+
+    phase = Phase("online", iteration, num_iterations=K, env_steps_per_iteration=H)
+    return Agent(init=init, phases=(phase,), policy=policy)
+
+
+def make_linear(config: LinearConfig, problem: Problem) -> Agent:
+    from algorithms import lsvi_ucb
+
+    model, phi = lsvi_ucb.linear_setup(problem, config.features, "optimistic_ac_linear")
+    return make_linear_agent(config, model, phi)
+
+
 register(
     AlgorithmSpec(
         name="optimistic_ac",
@@ -194,6 +312,22 @@ register(
         config_cls=Config,
         make=make,
         traced=TRACED,
+        dataset="none",
+        action_kinds=("discrete",),
+        paper="Tan, Fan, Wei, Actor-Critics Can Achieve Optimal Sample Efficiency, ICML 2025",
+        evaluation=False,
+    )
+)
+register(
+    AlgorithmSpec(
+        name="optimistic_ac_linear",
+        description=(
+            "Optimistic actor-critic for linear MDPs: LSVI-UCB (or ridge FQI) Q* critic recomputed at determinant-doubling "
+            "switches, softmax mirror-descent actor reset at each switch; hybrid via algo.offline_episodes."
+        ),
+        config_cls=LinearConfig,
+        make=make_linear,
+        traced=LINEAR_TRACED,
         dataset="none",
         action_kinds=("discrete",),
         paper="Tan, Fan, Wei, Actor-Critics Can Achieve Optimal Sample Efficiency, ICML 2025",
