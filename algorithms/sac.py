@@ -103,11 +103,17 @@ def soft_target(
     return batch.reward + gamma * (1.0 - batch.terminated.astype(jnp.float32)) * next_v
 
 
-def critic_loss(critic_params, critic: TrainState, batch: Transition, target: chex.Array):
-    """mean over critics and batch of (Q_i(s, a) - y)^2; also returns the Q values."""
+def critic_loss(critic_params, critic: TrainState, batch: Transition, target: chex.Array, weights=None):
+    """mean over critics and batch of weights_b (Q_i(s, a) - y)^2 (weights default to 1); also returns Q.
+
+    Per-sample ``weights`` (shape (B,), no gradient) let H2O weight sim transitions by a dynamics ratio."""
     q = critic.apply_fn(critic_params, batch.obs, batch.action)  # (E, B)
     chex.assert_equal_shape([q[0], target])
-    return jnp.mean((q - jax.lax.stop_gradient(target)[None]) ** 2), q
+    squared = (q - jax.lax.stop_gradient(target)[None]) ** 2
+    if weights is not None:
+        chex.assert_equal_shape([weights, target])
+        squared = squared * jax.lax.stop_gradient(weights)[None]
+    return jnp.mean(squared), q
 
 
 def actor_loss(actor_params, key, actor: TrainState, critic: TrainState, obs, log_alpha, q_reduce: str):
@@ -128,20 +134,33 @@ def temperature_loss(log_alpha, log_prob, target_entropy):
 # ------------------------------------------------------------------------------------------------
 
 
-def update_critic(state: SACState, key, batch: Transition, config: Config):
-    k_target, _ = jax.random.split(key)
+def update_critic(state: SACState, key, batch: Transition, config: Config, penalty=None, weights=None):
+    """One critic step on L_Q (+ an optional penalty term) and a Polyak step of the targets.
+
+    ``penalty(critic_params, q, key) -> (scalar, metrics)`` is added to the loss (CQL's and H2O's
+    conservative terms; ``q`` is Q_i(s, a) on the batch, shape (E, B)); ``weights`` go to ``critic_loss``.
+    """
+    k_target, k_penalty = jax.random.split(key)
     log_alpha = state.temperature.params["log_alpha"]
     target = soft_target(
         k_target, batch, state.actor, state.critic, state.target_critic_params, log_alpha,
         state.hparams["gamma"], config.num_min_critics, config.backup_entropy,
     )
-    (loss, q), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic.params, state.critic, batch, target)
+
+    def loss_fn(params):
+        loss, q = critic_loss(params, state.critic, batch, target, weights)
+        if penalty is None:
+            return loss, (q, loss, {})
+        extra, extra_metrics = penalty(params, q, k_penalty)
+        return loss + extra, (q, loss, extra_metrics)
+
+    (loss, (q, bellman, extra_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic.params)
     critic = state.critic.apply_gradients(grads=grads)
     target_params = polyak(state.target_critic_params, critic.params, state.hparams["tau"])
-    return state.replace(critic=critic, target_critic_params=target_params), {
-        "critic_loss": loss,
-        "q_mean": q.mean(),
-    }
+    metrics = {"critic_loss": loss, "q_mean": q.mean(), **extra_metrics}
+    if penalty is not None:
+        metrics["bellman_loss"] = bellman
+    return state.replace(critic=critic, target_critic_params=target_params), metrics
 
 
 def update_actor_and_temperature(state: SACState, key, obs, target_entropy: float, config: Config):
@@ -178,8 +197,38 @@ def _check_problem(problem: Problem, config: Config, name: str):
         raise ValueError(f"total_steps ({config.total_steps}) must exceed warmup_steps ({config.warmup_steps})")
 
 
-def make(config: Config, problem: Problem, name: str = "sac") -> Agent:
+def collect(state: SACState, key, problem: Problem, random_actions: bool):
+    """Steps every env of ``problem`` once (uniform random or policy actions) and stores the transitions.
+
+    Returns the new state and the mean return of the episodes that ended (NaN if none). Works on any
+    state with SACState's actor/buffer/env fields (H2O's and DARC's step the simulator through it)."""
+    k_act, k_env = jax.random.split(key)
+    num_envs = state.obs.shape[0]
+    flat = problem.flat_obs(state.obs)
+    if random_actions:
+        action = jax.random.uniform(k_act, (num_envs, problem.action_dim), minval=-1.0, maxval=1.0)
+    else:
+        action = state.actor.apply_fn(state.actor.params, flat).sample(seed=k_act)
+    obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
+    tr = tr.replace(obs=problem.flat_obs(tr.obs), next_obs=problem.flat_obs(tr.next_obs))
+    episode_return, finished = track_episode_returns(state.episode_return, tr)
+    state = state.replace(
+        buffer=buffer_add(state.buffer, tr),
+        env_state=env_state,
+        obs=obs,
+        episode_return=episode_return,
+        env_steps=state.env_steps + num_envs,
+    )
+    return state, finished
+
+
+def make(config: Config, problem: Problem, name: str = "sac", env_problem=None) -> Agent:
+    """``env_problem(hparams) -> Problem`` (default: ``problem`` itself) is the problem whose env the agent
+    resets and steps to collect data; evaluation always uses ``problem.env`` (the runner's problem). SAC-sim
+    and RLPD-sim (``algorithms/darc.py``) pass the simulator here, with its shift taken from ``hparams``."""
     _check_problem(problem, config, name)
+    if env_problem is None:
+        env_problem = lambda hparams: problem  # noqa: E731
     action_dim = problem.action_dim
     target_entropy = -config.target_entropy_scale * action_dim
     actor_net = TanhGaussianPolicy(action_dim, config.hidden_sizes, config.log_std_min, config.log_std_max)
@@ -202,7 +251,7 @@ def make(config: Config, problem: Problem, name: str = "sac") -> Agent:
         temp_params = {"log_alpha": jnp.log(jnp.float32(config.init_temperature))}
         temperature = TrainState.create(apply_fn=None, params=temp_params, tx=adam(hparams["temp_lr"]))
         example = Transition.zeros((problem.obs_dim,), (action_dim,))
-        obs, env_state = reset_envs(problem, k_env, num_envs)
+        obs, env_state = reset_envs(env_problem(hparams), k_env, num_envs)
         return SACState(
             actor=actor,
             critic=critic,
@@ -217,33 +266,14 @@ def make(config: Config, problem: Problem, name: str = "sac") -> Agent:
             hparams=hparams,
         )
 
-    def collect(state: SACState, key, random_actions: bool):
-        k_act, k_env = jax.random.split(key)
-        flat = problem.flat_obs(state.obs)
-        if random_actions:
-            action = jax.random.uniform(k_act, (num_envs, action_dim), minval=-1.0, maxval=1.0)
-        else:
-            action = state.actor.apply_fn(state.actor.params, flat).sample(seed=k_act)
-        obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
-        tr = tr.replace(obs=problem.flat_obs(tr.obs), next_obs=problem.flat_obs(tr.next_obs))
-        episode_return, finished = track_episode_returns(state.episode_return, tr)
-        state = state.replace(
-            buffer=buffer_add(state.buffer, tr),
-            env_state=env_state,
-            obs=obs,
-            episode_return=episode_return,
-            env_steps=state.env_steps + num_envs,
-        )
-        return state, finished
-
     def warmup_iteration(state: SACState):
         key, k_collect = jax.random.split(state.key)
-        state, finished = collect(state.replace(key=key), k_collect, random_actions=True)
+        state, finished = collect(state.replace(key=key), k_collect, env_problem(state.hparams), True)
         return state, {"train_episode_return": finished}
 
     def train_iteration(state: SACState):
         key, k_collect, k_update = jax.random.split(state.key, 3)
-        state, finished = collect(state.replace(key=key), k_collect, random_actions=False)
+        state, finished = collect(state.replace(key=key), k_collect, env_problem(state.hparams), False)
 
         def block(state, block_key):
             # ``utd`` critic updates, then one actor and temperature update (RLPD's schedule; utd=1 is SAC).

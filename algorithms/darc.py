@@ -1,0 +1,198 @@
+"""DARC: off-dynamics RL with domain classifiers (Eysenbach et al., ICLR 2021), and the sim-only baselines.
+
+DARC trains SAC online in the simulator with a corrected reward that penalises transitions that are more
+likely under the sim than under the real dynamics:
+
+    r~(s, a, s') = r + eta * dr(s, a, s'),
+    dr = log p(real|s,a,s') - log p(sim|s,a,s') - log p(real|s,a) + log p(sim|s,a) = l_sas,0 - l_sas,1
+
+with the two classifiers of ``algorithms/h2o.py`` (p(.|s,a) = softmax(l_sa), p(.|s,a,s') = softmax(l_sas +
+l_sa); the D_sa terms cancel), trained one step per env step on real vs sim transitions (summed
+cross-entropies, input noise). Everything else is SAC (``algorithms/sac.py``) on sim transitions only.
+
+Setting [R]: the DARC paper gathers real transitions online (1 real step per 10 sim steps); here, as in
+H2O's setting, the real side is the fixed offline dataset and the real env is only used to evaluate. The
+classifiers' logits are bounded by 2*tanh as H2O's (so |dr| <= 4); set ``logit_bound`` large to lift that.
+
+Also registered here, as baselines of H2O's figure (spec 6.4), with no code of their own:
+
+* ``sac_sim``: SAC trained in the simulator only (``sac.make`` with the sim as its env), evaluated in real.
+* ``rlpd_sim``: RLPD with the real dataset as its offline data and the simulator as its online env.
+
+Every sim-stepping algorithm has the traced ``sim_shift`` (k, or sigma for action noise; < 0 keeps the env
+pair's registered value), so one compiled program sweeps the size of the gap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from flax.training.train_state import TrainState
+
+from algorithms import h2o, rlpd, sac
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from hybrid_rl.buffers import buffer_sample, dataset_sample
+from hybrid_rl.problem import Problem
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(sac.Config):
+    warmup_steps: int = 5_000  # random sim actions before learning (SAC's)
+    darc_eta: float = 1.0  # scale of the reward correction dr (0 = SAC in sim)
+    disc_batch_size: int = 256  # real and sim transitions each for the classifier step
+    disc_hidden_sizes: tuple[int, ...] = (256, 256)
+    disc_lr: float = 3e-4  # Adam, one step per env step
+    disc_noise_std: float = 0.1  # Gaussian noise on classifier inputs while training them
+    logit_bound: float = 2.0  # classifier logits = bound * tanh(raw) (H2O's discriminators)
+    sim_shift: float = -1.0  # the sim's shift magnitude; < 0: the pair's registered value
+
+
+TRACED = sac.TRACED + ("darc_eta", "disc_lr", "sim_shift")
+
+
+def reward_correction(disc: TrainState, batch) -> jax.Array:
+    """dr(s, a, s') = l_sas,0 - l_sas,1 = log P_real(s'|s,a) / P_sim(s'|s,a) (classifier estimate, no noise)."""
+    _, l_sas = h2o.discriminator_logits(disc.apply_fn, disc.params, batch.obs, batch.action, batch.next_obs)
+    return jax.lax.stop_gradient(h2o.log_dynamics_ratio(l_sas))
+
+
+@struct.dataclass
+class DARCState:
+    sac: sac.SACState  # actor, critics, temperature, the SIM buffer and the SIM env's state
+    discriminator: TrainState
+
+
+def make(config: Config, problem: Problem, name: str = "darc") -> Agent:
+    h2o.require_sim(problem, name)
+    real = h2o.flat_dataset(problem, name)
+    if config.offline_fraction != 0.0:
+        raise ValueError(f"{name} learns from sim transitions only (offline_fraction must be 0); "
+                         "the real data trains the classifiers")
+    to_sim = lambda hparams: h2o.sim_problem(problem, hparams["sim_shift"])  # noqa: E731
+    base = sac.make(config, problem, name=name, env_problem=to_sim)
+    target_entropy = -config.target_entropy_scale * problem.action_dim
+    warmup = base.phases[0]
+
+    def init(key, hparams) -> DARCState:
+        k_sac, k_disc = jax.random.split(key)
+        disc = h2o.init_discriminator(k_disc, config, problem.obs_dim, problem.action_dim, hparams["disc_lr"])
+        return h2o.strong_types(DARCState(sac=base.init(k_sac, hparams), discriminator=disc))
+
+    def warmup_iteration(state: DARCState):
+        s, metrics = warmup.iteration(state.sac)
+        return state.replace(sac=s), metrics
+
+    def update(state: DARCState, key):
+        s, disc = state.sac, state.discriminator
+        k_dr, k_ds, k_dn, k_critic, k_actor = jax.random.split(key, 5)
+        disc, disc_metrics = h2o.update_discriminators(
+            disc, k_dn, dataset_sample(real, k_dr, config.disc_batch_size),
+            buffer_sample(s.buffer, k_ds, config.disc_batch_size), config.disc_noise_std,
+        )
+
+        def critic_step(s, k):
+            k_batch, k_loss = jax.random.split(k)
+            batch = buffer_sample(s.buffer, k_batch, config.batch_size)
+            dr = reward_correction(disc, batch)
+            batch = batch.replace(reward=batch.reward + s.hparams["darc_eta"] * dr)
+            s, metrics = sac.update_critic(s, k_loss, batch, config)
+            return s, {**metrics, "reward_correction": dr.mean()}
+
+        s, critic_metrics = jax.lax.scan(critic_step, s, jax.random.split(k_critic, config.utd))
+        k_batch, k_pi = jax.random.split(k_actor)
+        obs = buffer_sample(s.buffer, k_batch, config.batch_size).obs
+        s, actor_metrics = sac.update_actor_and_temperature(s, k_pi, obs, target_entropy, config)
+        metrics = {**disc_metrics, **jax.tree.map(jnp.mean, critic_metrics), **actor_metrics}
+        return DARCState(sac=s, discriminator=disc), metrics
+
+    def train_iteration(state: DARCState):
+        s = state.sac
+        key, k_collect, k_update = jax.random.split(s.key, 3)
+        s, finished = sac.collect(s.replace(key=key), k_collect, to_sim(s.hparams), random_actions=False)
+        state, metrics = jax.lax.scan(update, state.replace(sac=s), jax.random.split(k_update, config.num_envs))
+        return state, {**jax.tree.map(jnp.mean, metrics), "train_episode_return": finished}
+
+    def policy(state: DARCState, obs, key, deterministic: bool):
+        return base.policy(state.sac, obs, key, deterministic)
+
+    online = base.phases[1]
+    return Agent(
+        init=init,
+        phases=(
+            dataclasses.replace(warmup, iteration=warmup_iteration),
+            dataclasses.replace(online, iteration=train_iteration),
+        ),
+        policy=policy,
+    )
+
+
+register(
+    AlgorithmSpec(
+        name="darc",
+        description="DARC: SAC in the sim with reward + log P_real/P_sim(s'|s,a) from two classifiers (real data).",
+        config_cls=Config,
+        make=make,
+        traced=TRACED,
+        dataset="required",
+        action_kinds=("continuous",),
+        paper="Eysenbach et al. Off-Dynamics RL: Training for Transfer with Domain Classifiers. ICLR 2021",
+    )
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sim-only baselines: SAC and RLPD whose online env is the simulator (evaluation stays on the real env)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SimSACConfig(sac.Config):
+    sim_shift: float = -1.0  # the sim's shift magnitude; < 0: the pair's registered value
+
+
+@dataclasses.dataclass(frozen=True)
+class SimRLPDConfig(rlpd.Config):
+    sim_shift: float = -1.0  # the sim's shift magnitude; < 0: the pair's registered value
+
+
+def make_sac_sim(config: SimSACConfig, problem: Problem) -> Agent:
+    h2o.require_sim(problem, "sac_sim")
+    return sac.make(config, problem, name="sac_sim",
+                    env_problem=lambda hparams: h2o.sim_problem(problem, hparams["sim_shift"]))
+
+
+def make_rlpd_sim(config: SimRLPDConfig, problem: Problem) -> Agent:
+    h2o.require_sim(problem, "rlpd_sim")
+    h2o.flat_dataset(problem, "rlpd_sim")  # the real data is required (clear error if missing)
+    return sac.make(config, problem, name="rlpd_sim",
+                    env_problem=lambda hparams: h2o.sim_problem(problem, hparams["sim_shift"]))
+
+
+register(
+    AlgorithmSpec(
+        name="sac_sim",
+        description="SAC trained online in the simulator of a sim/real pair, evaluated in the real env.",
+        config_cls=SimSACConfig,
+        make=make_sac_sim,
+        traced=sac.TRACED + ("sim_shift",),
+        dataset="optional",
+        action_kinds=("continuous",),
+        paper="H2O's SAC-sim baseline (Niu et al., NeurIPS 2022)",
+    )
+)
+
+register(
+    AlgorithmSpec(
+        name="rlpd_sim",
+        description="RLPD with the real dataset as offline data and the simulator as its online env.",
+        config_cls=SimRLPDConfig,
+        make=make_rlpd_sim,
+        traced=sac.TRACED + ("sim_shift",),
+        dataset="required",
+        action_kinds=("continuous",),
+        paper="Ball et al. ICML 2023, run as a sim+real baseline of H2O's figure",
+    )
+)
