@@ -15,7 +15,8 @@ plain UCRL2):
         r_hat     = mean observed reward;  p_hat = empirical next-state frequencies (uniform when N_k = 0)
         d_r(s,a)  = c sqrt( 7 log(2 S A t_k / delta) / (2 max(1, N_k(s,a))) )
         d_p(s,a)  = c sqrt( 14 S log(2 A t_k / delta) / max(1, N_k(s,a)) )
-        pi_k      = EVI(r_hat, p_hat, d_r, d_p, eps = 1/sqrt(t_k))   (optimistic MDP in the L1 balls)
+        pi_k      = EVI(r_hat, p_hat, d_r, d_p, eps = 1/sqrt(t_k))   (optimistic MDP in the L1 balls;
+                    greedy ties broken uniformly at random, as in the reference implementation)
     act a_t = pi_k(s_t); observe r_t, s_{t+1};  N(s_t,a_t) += 1, N(s_t,a_t,s_{t+1}) += 1, v_k(s_t,a_t) += 1
     regret += rho*_{l(t)} - r_{l(t)}(s_t, a_t)
     [variant: restart? -> forget every statistic, t_r <- t + 1, new episode]
@@ -55,6 +56,7 @@ from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
 from hybrid_rl.problem import Problem
 
 CONFIDENCE_CLOCKS = ("restart", "global")
+TIE_BREAKING = ("random", "first")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Config:
     aperiodicity: float = 1.0  # tau of EVI's transform p <- tau p + (1 - tau) e_s; 1 = plain EVI [R: spec 5.1]
     confidence_clock: str = "restart"  # t_k in the radii: "restart" = time since the last restart, "global" = t
     warm_start: bool = True  # EVI starts from the previous episode's bias (spec 5.1/6); False: from 0
+    tie_breaking: str = "random"  # greedy ties in EVI's policy: "random" (as the reference code) or "first" action
     max_logged_restarts: int = 64  # restart times kept in state.restart_log (for figures; later ones are counted)
     steps_per_iteration: int = 1  # env steps per runner iteration (a scan inside); must divide total_steps
 
@@ -171,14 +174,16 @@ def doubling_rule(v_k, n_k, s, policy):
     return v_k[s, a] >= jnp.maximum(1, n_k[s, a])
 
 
-def masked_evi(active, p_hat, r_hat, d_p, d_r, eps, u0, policy0, max_iters: int, aperiodicity):
-    """Extended value iteration for the seeds where ``active`` holds; the others keep ``(u0, policy0)``.
+def masked_evi(active, p_hat, r_hat, d_p, d_r, eps, u0, max_iters: int, aperiodicity):
+    """Extended value iteration for the seeds where ``active`` holds; the others keep ``u0`` and run no sweep.
 
     One :func:`hybrid_rl.tabular.extended_value_iteration` sweep per loop iteration, warm-started from the
     previous sweep's bias, until ``sp(u_{i+1} - u_i) < eps`` or ``max_iters``. The loop condition is per seed,
     so under ``vmap`` an inactive seed costs nothing and a step where no seed is active runs zero sweeps.
-    Returns ``(bias, policy, sweeps, converged)``.
+    Returns ``(bias, q, sweeps, converged)`` with ``q(s,a) = r~(s,a) + <p~(.|s,a), bias>`` of the optimistic MDP
+    (its argmax is EVI's greedy policy; zeros for an inactive seed).
     """
+    S, A = r_hat.shape
 
     def cond(c):
         _, _, it, done = c
@@ -189,10 +194,21 @@ def masked_evi(active, p_hat, r_hat, d_p, d_r, eps, u0, policy0, max_iters: int,
         res = tabular.extended_value_iteration(
             p_hat, r_hat, d_p, d_r, eps=eps, max_iters=1, u0=u, aperiodicity=aperiodicity
         )
-        return res.bias, res.policy, it + 1, res.converged
+        return res.bias, tabular.bellman_q(res.P, res.R, res.bias), it + 1, res.converged
 
-    u, pi, it, done = jax.lax.while_loop(cond, body, (u0, policy0, jnp.int32(0), ~active))
-    return u, pi, it, done
+    q0 = jnp.zeros((S, A), jnp.float32)
+    return jax.lax.while_loop(cond, body, (u0, q0, jnp.int32(0), ~active))
+
+
+def greedy(q, key=None, tol: float = 1e-6):
+    """``argmax_a q(s,a)``; with a ``key``, uniformly among the actions within ``tol (1 + |max|)`` of the max
+    (the reference implementation breaks ties with noise; the first index would favour action 0 wherever no
+    data separates the actions, e.g. right after a restart)."""
+    if key is None:
+        return jnp.argmax(q, -1).astype(jnp.int32)
+    top = q.max(-1, keepdims=True)
+    near = q >= top - tol * (1.0 + jnp.abs(top))
+    return jnp.argmax(jnp.where(near, jax.random.uniform(key, q.shape), -1.0), -1).astype(jnp.int32)
 
 
 def regret_curve(agent: Agent, key, hparams, num_steps: int, stride: int = 100):
@@ -265,6 +281,8 @@ def make_family(config: Config, problem: Problem, name: str, variant: Variant = 
     """An :class:`Agent` for the UCRL2 family member described by ``variant`` (module docstring)."""
     if config.confidence_clock not in CONFIDENCE_CLOCKS:
         raise ValueError(f"confidence_clock must be one of {CONFIDENCE_CLOCKS}, got {config.confidence_clock!r}")
+    if config.tie_breaking not in TIE_BREAKING:
+        raise ValueError(f"tie_breaking must be one of {TIE_BREAKING}, got {config.tie_breaking!r}")
     if not 0.0 < config.aperiodicity <= 1.0:
         raise ValueError(f"aperiodicity must be in (0, 1], got {config.aperiodicity}")
     if min(config.total_steps, config.evi_max_iters, config.max_logged_restarts, config.steps_per_iteration) < 1:
@@ -314,11 +332,13 @@ def make_family(config: Config, problem: Problem, name: str, variant: Variant = 
                                                hp["confidence_scale"])
         u0 = state.bias if config.warm_start else jnp.zeros_like(state.bias)
         active = state.new_episode
-        bias, policy, sweeps, _ = masked_evi(
-            active, p_hat, r_hat, d_p, d_r, evi_eps(t_k, hp["evi_eps"]), u0, state.policy,
-            config.evi_max_iters, config.aperiodicity,
+        bias, q, sweeps, _ = masked_evi(
+            active, p_hat, r_hat, d_p, d_r, evi_eps(t_k, hp["evi_eps"]), u0, config.evi_max_iters, config.aperiodicity,
         )
+        key, k_tie = jax.random.split(state.key)
+        policy = greedy(q, k_tie if config.tie_breaking == "random" else None)
         state = state.replace(
+            key=key,
             bias=jnp.where(active, bias, state.bias),
             policy=jnp.where(active, policy, state.policy),
             n_k=jnp.where(active, state.n_sa, state.n_k),

@@ -71,14 +71,22 @@ def test_masked_evi_matches_tabular_evi_and_skips_inactive_seeds():
     ref = tabular.extended_value_iteration(p_hat, r_hat, d_p, d_r, eps=1e-3, u0=u0)
 
     def run(active):
-        return ucrl2.masked_evi(active, p_hat, r_hat, d_p, d_r, 1e-3, u0, jnp.zeros(S, jnp.int32), 1000, 1.0)
+        return ucrl2.masked_evi(active, p_hat, r_hat, d_p, d_r, 1e-3, u0, 1000, 1.0)
 
-    bias, policy, sweeps, converged = jax.jit(jax.vmap(run))(jnp.array([True, False]))
+    bias, q, sweeps, converged = jax.jit(jax.vmap(run))(jnp.array([True, False]))
     np.testing.assert_allclose(bias[0], ref.bias, atol=1e-6)
-    np.testing.assert_array_equal(policy[0], ref.policy)
+    np.testing.assert_array_equal(ucrl2.greedy(q[0]), ref.policy)
     assert int(sweeps[0]) == int(ref.num_iters) and bool(converged[0])
     np.testing.assert_array_equal(bias[1], u0)  # the inactive seed is untouched and ran no sweep
     assert int(sweeps[1]) == 0
+
+
+def test_random_tie_breaking_picks_uniformly_among_maximisers():
+    q = jnp.array([[1.0, 1.0, 0.5], [0.0, 2.0, 2.0 - 1e-9]])
+    picks = jax.vmap(lambda k: ucrl2.greedy(q, k))(jax.random.split(jax.random.key(0), 400))
+    assert set(np.unique(picks[:, 0])) == {0, 1} and set(np.unique(picks[:, 1])) == {1, 2}
+    assert 0.4 < float((picks[:, 0] == 0).mean()) < 0.6
+    np.testing.assert_array_equal(ucrl2.greedy(q), [0, 1])  # no key: the first maximiser
 
 
 def test_jaksch_restart_schedule_and_its_run():

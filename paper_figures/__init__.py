@@ -1,0 +1,1 @@
+"""One script per reproduced figure; each entry in README.md states its claim, command, CPU runtime and result."""
