@@ -30,6 +30,17 @@ w.p. ``1 - expert_eps`` and spreads ``expert_eps`` over the others (the spec 2.9
    reference and temperature (``recommend="empirical"``); never the argmax. The metric is the *unregularised*
    suboptimality ``V* - V^{pi_hat}``, exact.
 
+RLHF variant (``demo_regularized_rlhf``, spec 2.6 **[P structure, R details]**): no reward is ever observed.
+``pref_pairs`` trajectory pairs ``(tau^0, tau^1)`` are drawn from ``pi^BC`` with labels
+``o ~ Bernoulli(sigmoid(R(tau^1) - R(tau^0)))`` (``R`` = the true return, Bradley-Terry); the reward is the MLE
+
+    r_hat = argmax_{r in [0,1]^{H S A}} sum_i [ o_i log sig(R_r(tau^1_i) - R_r(tau^0_i)) + (1 - o_i) log sig(R_r(tau^0_i) - R_r(tau^1_i)) ]
+            - reward_l2 ||r||^2 / 2
+
+fitted by ``reward_steps`` projected Adam steps (clip to [0, 1] after each) from ``r = 0`` in ``init`` [R: the
+normalisation; pairs never visited by the data keep reward 0, which fixes the trajectory-constant shift]; then the regularised solver above runs with ``r_hat`` in place of
+the empirical reward (transitions are still explored online); the KL to ``pi^BC`` replaces pessimism.
+
 ``bc_tabular``: the clone alone (spec 5.9), played every episode; the same metrics (flat curve).
 
 Helpers for tests and figures: :func:`bc_policy`, :func:`expert_policy`, :func:`trajectory_kl` (exact
@@ -188,6 +199,83 @@ def make(config: Config, problem: Problem) -> Agent:
     return dataclasses.replace(agent, phases=(dataclasses.replace(phase, iteration=iteration),))
 
 
+@dataclasses.dataclass(frozen=True)
+class RLHFConfig(Config):
+    pref_pairs: int = 200  # N_pref trajectory pairs from pi^BC with Bradley-Terry labels
+    reward_steps: int = 300  # Adam steps of the reward MLE
+    reward_lr: float = 0.05  # Adam learning rate of the reward MLE
+    reward_l2: float = 1e-3  # L2 on the reward table [R]
+
+
+def preference_data(key, model: TabularModel, pi: jax.Array, num_pairs: int):
+    """``(D, o)``: ``D[i] = c(tau^1_i) - c(tau^0_i)`` (visit counts over (h, s, a), flattened) and labels ``o``."""
+    H, S, A = model.H, model.S, model.A
+
+    def one(k):
+        k0, k1, ko = jax.random.split(k, 3)
+        counts, ret = [], []
+        for kk in (k0, k1):
+            s, a, r, _ = sample_episode(kk, model, pi)
+            counts.append(jnp.zeros((H, S, A)).at[jnp.arange(H), s, a].add(1.0).reshape(-1))
+            ret.append(r.sum())
+        o = jax.random.bernoulli(ko, jax.nn.sigmoid(ret[1] - ret[0])).astype(jnp.float32)
+        return counts[1] - counts[0], o
+
+    return jax.vmap(one)(jax.random.split(key, num_pairs))
+
+
+def fit_reward(D, o, shape, steps: int, lr: float, l2: float) -> jax.Array:
+    """Bradley-Terry reward MLE over ``[0,1]^{H S A}`` (module doc)."""
+    import optax
+
+    def loss(r):
+        logits = D @ r
+        nll = -(o * jax.nn.log_sigmoid(logits) + (1 - o) * jax.nn.log_sigmoid(-logits)).mean()
+        return nll + 0.5 * l2 * (r**2).sum()
+
+    opt = optax.adam(lr)
+    r0 = jnp.zeros(D.shape[-1])
+
+    def body(_, carry):
+        r, st = carry
+        updates, st = opt.update(jax.grad(loss)(r), st)
+        return jnp.clip(optax.apply_updates(r, updates), 0.0, 1.0), st
+
+    r, _ = jax.lax.fori_loop(0, steps, body, (r0, opt.init(r0)))
+    return r.reshape(shape)
+
+
+def make_rlhf(config: RLHFConfig, problem: Problem) -> Agent:
+    model = tabular_model(problem, "demo_regularized_rlhf")
+    base_reference = _reference(config, model)
+    H, S, A = model.H, model.S, model.A
+
+    def init_reference(key, hparams):
+        k_ref, k_pref = jax.random.split(key)
+        log_ref, extra = base_reference(k_ref, hparams)
+        D, o = preference_data(k_pref, model, jnp.exp(log_ref), config.pref_pairs)
+        r_hat = fit_reward(D, o, (H, S, A), config.reward_steps, config.reward_lr, config.reward_l2)
+        # How well r_hat ranks policies: the true value of the r_hat-optimal policy.
+        Q_r, _ = tabular.finite_horizon_value_iteration(model.P, r_hat, H)
+        extra = {**extra, "r_hat": r_hat,
+                 "reward_greedy_suboptimality": model.v_star - model.value(Q_r.argmax(-1).astype(jnp.int32))}
+        return log_ref, extra
+
+    agent = make_episodic_agent(
+        model, config.episodes, config.bonus, config.recommend, soft=True,
+        temperature=lambda hp: temperature(hp, config.demos, model),
+        init_reference=init_reference, reward_fn=lambda state: state.extra["r_hat"],
+    )
+    phase = agent.phases[0]
+
+    def iteration(state):
+        state, metrics = phase.iteration(state)
+        return state, {**metrics, "bc_suboptimality": state.extra["bc_suboptimality"],
+                       "reward_greedy_suboptimality": state.extra["reward_greedy_suboptimality"]}
+
+    return dataclasses.replace(agent, phases=(dataclasses.replace(phase, iteration=iteration),))
+
+
 def make_bc(config: BCConfig, problem: Problem) -> Agent:
     model = tabular_model(problem, "bc_tabular")
     agent = make_episodic_agent(
@@ -213,6 +301,19 @@ register(
         dataset="none",
         action_kinds=("discrete",),
         paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024",
+        evaluation=False,
+    )
+)
+register(
+    AlgorithmSpec(
+        name="demo_regularized_rlhf",
+        description="Demonstration-regularized RLHF: BC, Bradley-Terry reward MLE from BC trajectory pairs, KL-to-BC optimistic soft VI.",
+        config_cls=RLHFConfig,
+        make=make_rlhf,
+        traced=TRACED,
+        dataset="none",
+        action_kinds=("discrete",),
+        paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024 (RLHF section)",
         evaluation=False,
     )
 )

@@ -154,3 +154,27 @@ def test_demo_regularized_beats_bc_and_ucbvi_on_the_lock():
     bc = final("bc_tabular", dr.BCConfig(episodes=K, demos=30))
     ucb = final("ucbvi", ucbvi.Config(episodes=K, bonus_scale=0.05))
     assert np.sum((demo < bc) & (demo < ucb)) >= 14, (demo, bc, ucb)
+
+
+def test_rlhf_reward_mle_ranks_the_optimal_policy_and_the_variant_runs():
+    problem = build_problem("comblock_tabular", {"horizon": 4, "num_actions": 3})
+    model = ucbvi.tabular_model(problem)
+    # Reward MLE on Bradley-Terry preferences between uniform trajectories.
+    pi = jnp.full((model.H, model.S, model.A), 1.0 / model.A)
+    D, o = dr.preference_data(jax.random.key(0), model, pi, 400)
+    assert D.shape == (400, model.H * model.S * model.A)
+    r_hat = dr.fit_reward(D, o, (model.H, model.S, model.A), 300, 0.05, 1e-3)
+    assert float(r_hat.min()) >= 0.0 and float(r_hat.max()) <= 1.0
+    # The learnt reward ranks pi* above the uniform policy that generated the pairs.
+    learnt = ucbvi.model_from_arrays(model.P, r_hat, model.mu0, model.H)
+    pi_star = model.Q_star.argmax(-1).astype(jnp.int32)
+    assert float(learnt.value(pi_star)) > float(learnt.value(pi)) + 0.1
+    # The variant runs end to end (reward never observed online). Whether it beats BC is reported by the
+    # issue-5 note, not asserted: on this small lock it does not consistently (learnt dead-state rewards).
+    spec = get_algorithm("demo_regularized_rlhf")
+    config = dr.RLHFConfig(episodes=5, demos=30, pref_pairs=100, reward_steps=50)
+    agent = spec.make(config, problem)
+    state, curve = jax.jit(lambda k: ucbvi.learning_curve(agent, k, default_hparams(spec, config), 5))(
+        jax.random.key(1))
+    assert np.all(np.isfinite(np.asarray(curve))) and float(state.r_sum.sum()) >= 0
+    assert state.extra["r_hat"].shape == (model.H, model.S, model.A)
