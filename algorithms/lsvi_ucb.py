@@ -140,6 +140,8 @@ def make_agent(config: Config, model: TabularModel, phi: jax.Array) -> Agent:
     if config.clip not in CLIPS:
         raise ValueError(f"clip must be one of {CLIPS}, got {config.clip!r}")
     H, S, A, K = model.H, model.S, model.A, config.episodes
+    phi = jnp.asarray(phi, jnp.float32)
+    chex.assert_shape(phi, (S, A, None))
     d = phi.shape[-1]
     v_star = model.v_star
 

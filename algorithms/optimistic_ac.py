@@ -240,6 +240,7 @@ def make_linear_agent(config: LinearConfig, model: TabularModel, phi: jax.Array)
     if config.switching not in SWITCHING:
         raise ValueError(f"switching must be one of {SWITCHING}, got {config.switching!r}")
     H, S, A, K = model.H, model.S, model.A, config.episodes
+    phi = jnp.asarray(phi, jnp.float32)
     d = phi.shape[-1]
     v_star = model.v_star
 
