@@ -5,4 +5,4 @@ from algorithms import cql, darc, h2o  # noqa: F401  (after sac/rlpd: they build
 from algorithms import hnpg, hyq, ppo  # noqa: F401  (on-policy: issue 7)
 from algorithms import ucbvi, demo_regularized, optimistic_ac, lsvi_ucb  # noqa: F401  (tabular/linear theory: issue 5)
 from algorithms import ucrl2, ucrl2_restarts, sw_ucrl2, rbocpd_ucrl2  # noqa: F401  (UCRL2 family, tabular)
-from algorithms import iql  # noqa: F401  (offline-to-online: issue 9)
+from algorithms import iql, moorl  # noqa: F401  (offline-to-online: issue 9)
