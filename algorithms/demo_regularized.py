@@ -41,6 +41,13 @@ fitted by ``reward_steps`` projected Adam steps (clip to [0, 1] after each) from
 normalisation; pairs never visited by the data keep reward 0, which fixes the trajectory-constant shift]; then the regularised solver above runs with ``r_hat`` in place of
 the empirical reward (transitions are still explored online); the KL to ``pi^BC`` replaces pessimism.
 
+Linear MDPs (``demo_regularized_linear``, spec 2.3 step 1 and 2.5 **[R]**): a log-linear clone
+``pi^BC_h(a|s) = (1 - bc_mix) softmax_a(theta_h^T phi(s,a)) + bc_mix / A`` fitted per step ``h`` by L2-regularised
+multinomial logistic regression (``bc_steps`` Adam steps, convex; ``bc_mix`` = the uniform mixing weight, default
+0 as the spec asks), then LSVI-UCB with the soft backup toward ``pi^BC`` (:func:`algorithms.lsvi_ucb.lsvi` with
+``lam``): ``Qup_h = min(H-h, w_h^T phi + beta ||phi||_{Lambda_h^{-1}})``, ``Vup_h = lam log sum_a pi^BC exp(Qup/lam)``;
+the output is the soft-optimal policy of the bonus-free ridge model. ``lam`` rule: ``epsilon N^E / (3 d H)``.
+
 ``bc_tabular``: the clone alone (spec 5.9), played every episode; the same metrics (flat curve).
 
 Helpers for tests and figures: :func:`bc_policy`, :func:`expert_policy`, :func:`trajectory_kl` (exact
@@ -50,10 +57,12 @@ Helpers for tests and figures: :func:`bc_policy`, :func:`expert_policy`, :func:`
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import chex
 import jax
 import jax.numpy as jnp
+from flax import struct
 from jax.scipy.special import xlogy
 
 from algorithms.ucbvi import (
@@ -68,7 +77,7 @@ from algorithms.ucbvi import (
     tabular_model,
 )
 from hybrid_rl import tabular
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, register
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
 from hybrid_rl.problem import Problem
 
 EXPERTS = ("eps_greedy", "softmax")
@@ -276,6 +285,114 @@ def make_rlhf(config: RLHFConfig, problem: Problem) -> Agent:
     return dataclasses.replace(agent, phases=(dataclasses.replace(phase, iteration=iteration),))
 
 
+@dataclasses.dataclass(frozen=True)
+class LinearConfig:
+    episodes: int = 300  # K: online episodes
+    demos: int = 100  # N^E expert trajectories
+    features: str = "env"  # "env" (linear_mdp) | "onehot" | "lowrank" (comblock_tabular)
+    bc_l2: float = 1e-3  # L2 weight of the logistic regression (traced)
+    bc_mix: float = 0.0  # uniform mixing weight gamma_mix of the log-linear clone [R: spec 2.3] (traced)
+    bc_steps: int = 300  # Adam steps of the logistic regression
+    bc_lr: float = 0.1  # Adam learning rate of the logistic regression
+    expert: str = "eps_greedy"  # "eps_greedy" | "softmax"
+    expert_eps: float = 0.005
+    expert_temperature: float = 0.15
+    lam: float = 0.0  # KL temperature; 0 = rule lam = epsilon N^E / (3 d H) [R] (traced)
+    epsilon: float = 0.1  # target accuracy in the lam rule (traced)
+    beta_scale: float = 0.01  # c in beta = c d H sqrt(log(2 d T / p)) [R] (traced)
+    p: float = 0.05  # failure probability in beta (traced)
+    reg: float = 1.0  # ridge regulariser (traced)
+
+
+LINEAR_TRACED = ("bc_l2", "bc_mix", "lam", "epsilon", "beta_scale", "p", "reg")
+
+
+def fit_log_linear_bc(phi, s, a, l2, mix, steps: int, lr: float) -> jax.Array:
+    """Per-step multinomial logistic regression on demos ``s, a`` (``(N, H)``); returns ``pi^BC[H, S, A]``."""
+    import optax
+
+    d = phi.shape[-1]
+    A = phi.shape[1]
+
+    def fit_h(s_h, a_h):
+        def loss(theta):
+            logp = jax.nn.log_softmax(phi[s_h] @ theta, -1)  # (N, A)
+            return -jnp.take_along_axis(logp, a_h[:, None], -1).mean() + 0.5 * l2 * (theta**2).sum()
+
+        opt = optax.adam(lr)
+        theta0 = jnp.zeros(d)
+
+        def body(_, carry):
+            theta, st = carry
+            updates, st = opt.update(jax.grad(loss)(theta), st)
+            return optax.apply_updates(theta, updates), st
+
+        theta, _ = jax.lax.fori_loop(0, steps, body, (theta0, opt.init(theta0)))
+        return (1.0 - mix) * jax.nn.softmax(phi @ theta, -1) + mix / A
+
+    return jax.vmap(fit_h, in_axes=(1, 1))(s, a)
+
+
+@struct.dataclass
+class LinearDemoState:
+    key: jax.Array
+    stats: Any
+    log_ref: jax.Array
+    episode: jax.Array
+    regret: jax.Array
+    extra: dict
+    hparams: dict
+
+
+def make_linear(config: LinearConfig, problem: Problem) -> Agent:
+    from algorithms import lsvi_ucb
+
+    model, phi = lsvi_ucb.linear_setup(problem, config.features, "demo_regularized_linear")
+    H, S, A, K = model.H, model.S, model.A, config.episodes
+    d = phi.shape[-1]
+    v_star = model.v_star
+    pi_e = expert_policy(model, config.expert, config.expert_eps, config.expert_temperature)
+
+    def lam_of(hp):
+        return jnp.where(hp["lam"] > 0, hp["lam"], hp["epsilon"] * config.demos / (3.0 * d * H))
+
+    def init(key, hparams):
+        k_demo, key = jax.random.split(key)
+        s, a, _, _ = jax.vmap(lambda k: sample_episode(k, model, pi_e))(jax.random.split(k_demo, config.demos))
+        pi_bc = fit_log_linear_bc(phi, s, a, hparams["bc_l2"], hparams["bc_mix"], config.bc_steps, config.bc_lr)
+        extra = {"bc_kl": trajectory_kl(model, pi_e, pi_bc), "bc_suboptimality": v_star - model.value(pi_bc)}
+        return LinearDemoState(key=key, stats=lsvi_ucb.init_stats(H, d, S), log_ref=jnp.log(pi_bc),
+                               episode=jnp.int32(0), regret=jnp.float32(0.0), extra=extra, hparams=hparams)
+
+    def plans(state):
+        hp = state.hparams
+        lam = lam_of(hp)
+        Q, V = lsvi_ucb.lsvi(state.stats, phi, lsvi_ucb.confidence_radius(hp, d, H, K), hp["reg"], "step", lam,
+                             state.log_ref)
+        pi_play = jax.nn.softmax(state.log_ref + Q / lam, -1)
+        Q0, _ = lsvi_ucb.lsvi(state.stats, phi, 0.0, hp["reg"], "step", lam, state.log_ref)
+        return pi_play, jax.nn.softmax(state.log_ref + Q0 / lam, -1), model.mu0 @ V[0]
+
+    def iteration(state):
+        pi_play, pi_rec, v_up = plans(state)
+        key, k_ep = jax.random.split(state.key)
+        s, a, r, s2 = sample_episode(k_ep, model, pi_play)
+        regret_inc = v_star - model.value(pi_play)
+        state = state.replace(key=key, stats=lsvi_ucb.add_to_stats(state.stats, phi, s, a, r, s2),
+                              episode=state.episode + 1, regret=state.regret + regret_inc)
+        return state, {"suboptimality": v_star - model.value(pi_rec), "regret_increment": regret_inc,
+                       "cumulative_regret": state.regret, "optimistic_value": v_up, "episode_return": r.sum(),
+                       "bc_kl": state.extra["bc_kl"], "bc_suboptimality": state.extra["bc_suboptimality"],
+                       "lam": lam_of(state.hparams)}
+
+    def policy(state, obs, key, deterministic):
+        pi = plans(state)[1][0, obs]
+        return jnp.where(deterministic, pi.argmax(), jax.random.categorical(key, jnp.log(pi)))
+
+    return Agent(init=init, phases=(Phase("online", iteration, num_iterations=K, env_steps_per_iteration=H),),
+                 policy=policy)
+
+
 def make_bc(config: BCConfig, problem: Problem) -> Agent:
     model = tabular_model(problem, "bc_tabular")
     agent = make_episodic_agent(
@@ -314,6 +431,19 @@ register(
         dataset="none",
         action_kinds=("discrete",),
         paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024 (RLHF section)",
+        evaluation=False,
+    )
+)
+register(
+    AlgorithmSpec(
+        name="demo_regularized_linear",
+        description="Demonstration-regularized RL on linear MDPs: log-linear BC, soft LSVI-UCB toward it, bonus-free soft output.",
+        config_cls=LinearConfig,
+        make=make_linear,
+        traced=LINEAR_TRACED,
+        dataset="none",
+        action_kinds=("discrete",),
+        paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024 (linear MDPs)",
         evaluation=False,
     )
 )

@@ -77,30 +77,36 @@ def add_to_stats(stats: LinearStats, phi: jax.Array, s, a, r, s_next, weight=1.0
     )
 
 
-def lsvi(stats: LinearStats, phi: jax.Array, beta, reg, clip: str = "step"):
+def lsvi(stats: LinearStats, phi: jax.Array, beta, reg, clip: str = "step", lam=None, log_ref=None):
     """The backward pass of the module doc. ``beta = 0``: ridge fitted Q-iteration (non-optimistic).
 
-    Returns ``(Q[H,S,A], V[H+1,S])`` with ``V_h = max_a Q_h``.
+    ``lam`` given: the soft backup of spec 2.5 toward ``exp(log_ref[H, S, A])``,
+    ``V_h(s) = lam log sum_a pi_ref_h(a|s) exp(Q_h(s,a) / lam)`` (log space), instead of ``max_a Q_h``.
+    Returns ``(Q[H,S,A], V[H+1,S])``.
     """
     H, d, S = stats.phi_next.shape
-    chex.assert_shape(phi, (S, None, d))
+    A = phi.shape[1]
+    chex.assert_shape(phi, (S, A, d))
+    soft = lam is not None
+    if soft:
+        chex.assert_shape(log_ref, (H, S, A))
 
     def step(V_next, xs):
-        h, gram, phi_r, phi_next = xs
-        lam = gram + reg * jnp.eye(d)
-        chol = jax.scipy.linalg.cho_factor(lam, lower=True)
+        h, gram, phi_r, phi_next, lr_h = xs
+        lam_mat = gram + reg * jnp.eye(d)
+        chol = jax.scipy.linalg.cho_factor(lam_mat, lower=True)
         w = jax.scipy.linalg.cho_solve(chol, phi_r + phi_next @ V_next)
         lam_inv = jax.scipy.linalg.cho_solve(chol, jnp.eye(d))
         width = jnp.sqrt(jnp.maximum(jnp.einsum("sai,ij,saj->sa", phi, lam_inv, phi), 0.0))
         Q = phi @ w + beta * width
         cap = (H - h).astype(jnp.float32) if clip == "step" else jnp.float32(H)
         Q = jnp.minimum(Q, cap)
-        return Q.max(-1), Q
+        V = lam * jax.scipy.special.logsumexp(lr_h + Q / lam, -1) if soft else Q.max(-1)
+        return V, (Q, V)
 
-    xs = (jnp.arange(H), stats.gram, stats.phi_r, stats.phi_next)
-    V0, Q = jax.lax.scan(step, jnp.zeros((S,)), xs, reverse=True)
-    V = jnp.concatenate([Q.max(-1), jnp.zeros((1, S))])
-    return Q, V
+    xs = (jnp.arange(H), stats.gram, stats.phi_r, stats.phi_next, log_ref if soft else jnp.zeros((H, S, A)))
+    _, (Q, V) = jax.lax.scan(step, jnp.zeros((S,)), xs, reverse=True)
+    return Q, jnp.concatenate([V, jnp.zeros((1, S))])
 
 
 def linear_setup(problem: Problem, features: str, name: str) -> tuple[TabularModel, jax.Array]:

@@ -178,3 +178,30 @@ def test_rlhf_reward_mle_ranks_the_optimal_policy_and_the_variant_runs():
         jax.random.key(1))
     assert np.all(np.isfinite(np.asarray(curve))) and float(state.r_sum.sum()) >= 0
     assert state.extra["r_hat"].shape == (model.H, model.S, model.A)
+
+
+def test_log_linear_bc_and_the_linear_variant():
+    problem = build_problem("linear_mdp", {"num_states": 6, "num_actions": 3, "dim": 4, "horizon": 4})
+    model = ucbvi.tabular_model(problem)
+    phi = problem.env.features(problem.env_params)
+    pi_e = dr.expert_policy(model, "softmax", temperature=0.3)
+
+    @jax.jit
+    def kl_of(key, mix):
+        s, a, _, _ = jax.vmap(lambda k: ucbvi.sample_episode(k, model, pi_e))(jax.random.split(key, 400))
+        kls = []
+        for n in (20, 400):
+            pi_bc = dr.fit_log_linear_bc(phi, s[:n], a[:n], 1e-3, mix, 200, 0.1)
+            kls.append(dr.trajectory_kl(model, pi_e, pi_bc))
+        return jnp.stack(kls), pi_bc
+
+    kls, pi_bc = kl_of(jax.random.key(0), 0.0)
+    assert np.all(np.isfinite(np.asarray(kls))) and float(kls[1]) < float(kls[0])
+    np.testing.assert_allclose(pi_bc.sum(-1), 1.0, atol=1e-5)
+    _, pi_mixed = kl_of(jax.random.key(0), 0.1)
+    assert float(pi_mixed.min()) >= 0.1 / 3 - 1e-6  # the uniform mixing floor
+    spec = get_algorithm("demo_regularized_linear")
+    config = dr.LinearConfig(episodes=5, demos=20, bc_steps=50)
+    agent = spec.make(config, problem)
+    _, curve = jax.jit(lambda k: ucbvi.learning_curve(agent, k, default_hparams(spec, config), 5))(jax.random.key(1))
+    assert np.all(np.isfinite(np.asarray(curve))) and float(curve.min()) >= -1e-4
