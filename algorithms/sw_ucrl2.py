@@ -9,8 +9,8 @@ Every statistic uses only the last ``W`` steps:
 
 The window is kept exactly and cheaply: a ring buffer of the last ``W`` transitions; each step adds the new
 transition to the counts and subtracts the one that leaves the window (amortised ``O(1)`` per step, see
-:func:`window_variant`), so the statistics are always the window's, which is the same as recomputing them at every episode
-start.
+:func:`window_variant`), so the statistics are always the window's, which is the same as recomputing them at
+every episode start.
 
 ``window`` is a *traced* hyper-parameter: the ring holds ``max_window`` transitions and the window only decides
 which one is evicted, so ``+hp_sweep.window=[2000,6000,20000]`` is one compiled program (windows above

@@ -333,7 +333,8 @@ def make_family(config: Config, problem: Problem, name: str, variant: Variant = 
         u0 = state.bias if config.warm_start else jnp.zeros_like(state.bias)
         active = state.new_episode
         bias, q, sweeps, _ = masked_evi(
-            active, p_hat, r_hat, d_p, d_r, evi_eps(t_k, hp["evi_eps"]), u0, config.evi_max_iters, config.aperiodicity,
+            active, p_hat, r_hat, d_p, d_r, evi_eps(t_k, hp["evi_eps"]), u0, config.evi_max_iters,
+            config.aperiodicity,
         )
         key, k_tie = jax.random.split(state.key)
         policy = greedy(q, k_tie if config.tie_breaking == "random" else None)
@@ -351,6 +352,8 @@ def make_family(config: Config, problem: Problem, name: str, variant: Variant = 
 
     def step(state: UCRL2State):
         """One env step: episode start if due, act, update statistics, variant hook, restart / doubling rule."""
+        chex.assert_shape([state.n_sa, state.n_k, state.v_k, state.r_sum], (S, A))
+        chex.assert_shape(state.n_sas, (S, A, S))
         state, sweeps = start_episode(state)
         s = state.s
         a = state.policy[s]
@@ -416,7 +419,8 @@ def apply_restart(state: UCRL2State, restart) -> UCRL2State:
     zero = lambda x: jnp.where(restart, jnp.zeros_like(x), x)  # noqa: E731
     L = state.restart_log.shape[0]
     slot = jnp.minimum(state.num_restarts, L - 1)
-    log = jnp.where(restart & (state.num_restarts < L), state.restart_log.at[slot].set(state.t + 1), state.restart_log)
+    logged = state.restart_log.at[slot].set(state.t + 1)
+    log = jnp.where(restart & (state.num_restarts < L), logged, state.restart_log)
     return state.replace(
         n_sa=zero(state.n_sa),
         n_sas=zero(state.n_sas),

@@ -46,7 +46,7 @@ PANELS = {
                  env_kwargs=dict(num_states=3, total_steps=60_000), T=60_000, scale=1.0),
     "large": dict(title="Switching RiverSwim, S=6, c=0.3", env="riverswim_switching",
                   env_kwargs=dict(num_states=6, total_steps=90_000), T=90_000, scale=0.3),
-    "stationary": dict(title="RiverSwim (stationary), S=3, c=1", env="riverswim",
+    "stationary": dict(title="RiverSwim (stationary), S=3, c=1: the two curves coincide", env="riverswim",
                        env_kwargs=dict(num_states=3), T=60_000, scale=1.0),
 }
 
@@ -205,10 +205,12 @@ def main():
         results["panels"][panel] = {"title": PANELS[panel]["title"], "T": T, "change_times": changes, **res}
         plot(ax, PANELS[panel]["title"], T, changes, runs, args.stride)
         for k in res["final_regret_mean"]:
-            print(f"    {k:<20} final regret {res['final_regret_mean'][k]:9.1f} +- {res['final_regret_se'][k]:7.1f} (se)")
+            mean, se = res["final_regret_mean"][k], res["final_regret_se"][k]
+            print(f"    {k:<20} final regret {mean:9.1f} +- {se:7.1f} (se)")
         d = res["detection"]
         print(f"    R-BOCPD-UCRL2: restarts/run {d['mean_restarts']:.2f}, detected {d['detected_fraction']}, "
-              f"false alarms/run {d['false_alarms_per_run']:.3f}, median delay {d['median_delay']}, max {d['max_delay']}")
+              f"false alarms/run {d['false_alarms_per_run']:.3f}, median delay {d['median_delay']}, "
+              f"max {d['max_delay']}")
         for k, ok in res["checks"].items():
             print(f"    [{'PASS' if ok else 'FAIL'}] {k}")
     results["total_seconds"] = time.perf_counter() - t_start

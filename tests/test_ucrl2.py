@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import sw_ucrl2, ucrl2, ucrl2_restarts
+from algorithms import sw_ucrl2, ucrl2, ucrl2_restarts  # noqa: F401  (sw_ucrl2: registers it)
 from hybrid_rl import tabular
 from hybrid_rl.algorithm import default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
