@@ -112,8 +112,14 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
     log(f"done in {time.perf_counter() - t0:.1f} s")
     for h, entry in summary.items():
         swept = ", ".join(f"{k[3:]}={v:g}" for k, v in entry.items() if k.startswith("hp."))
-        line = f"final eval return {entry.get('final_eval_return_mean', float('nan')):.2f} " \
-               f"+- {entry.get('final_eval_return_std', float('nan')):.2f} over {entry['num_seeds']} seed(s)"
+        if "final_eval_return_mean" in entry:
+            line = f"final eval return {entry['final_eval_return_mean']:.2f} " \
+                   f"+- {entry['final_eval_return_std']:.2f} over {entry['num_seeds']} seed(s)"
+        else:  # judged by its own metrics (regret, suboptimality), not by evaluation episodes
+            shown = {k: v for k, v in entry["final_metrics"].items()
+                     if any(w in k for w in ("regret", "suboptimality", "return"))} or entry["final_metrics"]
+            line = ", ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:4])
+            line = f"final {line} (mean over {entry['num_seeds']} seed(s))"
         if "final_normalized_score_mean" in entry:
             line += f", normalized score {entry['final_normalized_score_mean']:.1f}"
         log(("  [" + swept + "] " if swept else "  ") + line)
@@ -205,7 +211,19 @@ def check_overrides(argv: list[str]) -> str | None:
     return None
 
 
+def _force_dict_keys(argv: list[str]) -> list[str]:
+    """``env.kwargs.X=v`` and ``hp_sweep.X=[...]`` become ``++...``: these are free-form dicts, and Hydra
+    would otherwise insist on a leading ``+`` for every key that is not there yet."""
+    out = []
+    for arg in argv:
+        if arg.startswith(("env.kwargs.", "hp_sweep.", "+env.kwargs.", "+hp_sweep.")) and "=" in arg:
+            arg = "++" + arg.lstrip("+")
+        out.append(arg)
+    return out
+
+
 if __name__ == "__main__":
+    sys.argv[1:] = _force_dict_keys(sys.argv[1:])
     problem = check_overrides(sys.argv[1:])
     if problem is not None:
         print(problem, file=sys.stderr)

@@ -383,14 +383,19 @@ class Runner:
             run_logging.write_json(self.out_dir / "summary.json", summary)
             run_logging.write_json(self.out_dir / "eval_returns.json", self.eval_returns)
             try:
-                run_logging.plot_learning_curve(self.rows, self.out_dir / "learning_curve.png")
+                key = "eval_return"
+                if self.rows and key not in self.rows[0]:  # regret-judged algorithms: plot their own metric
+                    own = [k for k in self.rows[-1] if "regret" in k or "suboptimality" in k]
+                    key = own[0] if own else key
+                run_logging.plot_learning_curve(self.rows, self.out_dir / "learning_curve.png", key=key)
             except Exception as err:  # a figure must never lose a finished run's numbers
                 self.log(f"warning: could not draw the learning curve: {err}")
         return summary
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Final and best mean evaluation return (and normalized score) per hyper-parameter point."""
+    """Per hyper-parameter point: final and best mean evaluation return (and normalized score), per-seed
+    final values, and every other metric's mean over seeds at the last evaluation."""
     if not rows:
         return {}
     out = {}
@@ -409,6 +414,15 @@ def summarize(rows: list[dict]) -> dict:
             entry[f"final_{key}_std"] = float(np.std(last))
             entry[f"final_{key}_per_seed"] = [float(x) for x in last]
             entry[f"best_{key}_mean"] = float(np.max(per_chunk))
+        # Every other logged metric at the last evaluation, averaged over seeds (regret, suboptimality...).
+        last_rows = [r for r in hp_rows if r["chunk"] == chunks[-1]]
+        skip = {"chunk", "env_steps", "grad_steps", "hp_index", "seed", "seconds", "eval_return", "normalized_score"}
+        entry["final_metrics"] = {
+            k: float(np.nanmean([r[k] for r in last_rows]))
+            for k, v in last_rows[0].items()
+            if isinstance(v, (int, float)) and k not in skip and not k.startswith("hp.")
+            and not all(np.isnan(r[k]) for r in last_rows)
+        }
         entry["env_steps"] = int(max(r["env_steps"] for r in hp_rows))
         entry["grad_steps"] = int(max(r["grad_steps"] for r in hp_rows))
         entry["num_seeds"] = len({r["seed"] for r in hp_rows})

@@ -75,3 +75,12 @@ def test_run_writes_outputs_and_resume_finishes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout
     assert json.loads((run_dir / "summary.json").read_text()) == summary
+
+
+def test_regret_algorithm_reports_its_metric_and_env_kwargs_need_no_plus(tmp_path):
+    out = _cli("algo=ucrl2", "env=riverswim_switching", "seeds=2", "total_steps=2000", "env.kwargs.total_steps=2000",
+               "num_evals=2", f"out_dir={tmp_path / 'r'}", "progress=false")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "final cumulative_regret" in out.stdout
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["0"]["final_metrics"]["cumulative_regret"] > 0
