@@ -67,7 +67,6 @@ from jax.scipy.special import xlogy
 
 from algorithms.ucbvi import (
     TabularModel,
-    add_episode,
     bonus,
     empirical_model,
     lower_regularized_value,

@@ -3,9 +3,10 @@ of theory spec 3.3(a), with its hybrid (offline-initialised) and non-optimistic 
 
 A qualitative reproduction: the paper's algorithm could not be read (spec 3.2 is a reconstruction from the
 abstract, a figure caption and the rates), so the uncertain choices are config options **[R]**: the critic is
-frozen between switches (``critic_frozen``-style, the caption's reading), the switching statistic is count
-doubling, the bonus scale and the actor step size are tuned constants, and regret is reported for the played
-policies (not the mixture).
+frozen between switches (the caption's reading; ``switching="every_episode"`` refits, and resets the actor,
+every episode as an ablation), the switching statistic is count (tabular) or determinant (linear) doubling,
+the bonus scale and the actor step size are tuned constants, and regret is reported for the played policies
+(not the mixture).
 
 Per episode ``t = 0, 1, ...`` (statistics of :mod:`algorithms.ucbvi`; offline episodes are in the counts from
 the start when ``offline_episodes > 0``):

@@ -43,7 +43,7 @@ Metrics per iteration (= per episode ``k``, 0-based; the runner averages them ov
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any
 
 import chex
 import jax

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.scipy.special import logsumexp
 
 from algorithms import demo_regularized as dr
 from algorithms import ucbvi
