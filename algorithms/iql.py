@@ -18,7 +18,8 @@ official order). The actor's learning rate is cosine-decayed over the offline st
 code); online it is the constant ``actor_lr`` again [R: the decay has reached 0 by then].
 
 Reward scaling (``reward_scaling``): "locomotion" multiplies rewards by 1000 / (max - min) of the
-dataset's complete-episode returns; "antmaze" uses r - 1; "none" leaves them. The factor is computed
+dataset's complete-episode returns (1000 = ``reward_spread``: for D4RL's 1000-step episodes this makes
+per-step rewards O(1); for shorter episodes, e.g. Pendulum's 200, set it to the episode length [R]); "antmaze" uses r - 1; "none" leaves them. The factor is computed
 once from the dataset and applied to online rewards too.
 
 Fine-tuning (``online_steps > 0``): a second phase continues the same losses, one env step (with a policy
@@ -75,7 +76,8 @@ class Config:
     tau: float = 0.005  # Polyak rate of the target critics
     log_std_min: float = -5.0  # clamp of the policy's state-independent log-std
     log_std_max: float = 2.0
-    reward_scaling: str = "locomotion"  # "locomotion": 1000/(max-min episode return); "antmaze": r-1; "none"
+    reward_scaling: str = "locomotion"  # "locomotion": reward_spread/(max-min episode return); "antmaze": r-1; "none"
+    reward_spread: float = 1000.0  # locomotion: the scaled returns' spread (official 1000, for 1000-step episodes)
 
 
 TRACED = ("actor_lr", "critic_lr", "value_lr", "gamma", "tau", "expectile", "beta")
@@ -156,7 +158,7 @@ def dataset_episode_returns(data: Transition) -> np.ndarray:
     return np.diff(csum[np.concatenate([[0], end_idx])])
 
 
-def reward_transform(data: Transition, mode: str) -> tuple[float, float]:
+def reward_transform(data: Transition, mode: str, spread_target: float = 1000.0) -> tuple[float, float]:
     """(scale, shift) with r' = scale * r + shift, from the dataset (see the module docstring)."""
     if mode == "none":
         return 1.0, 0.0
@@ -165,7 +167,7 @@ def reward_transform(data: Transition, mode: str) -> tuple[float, float]:
     if mode == "locomotion":
         returns = dataset_episode_returns(data)
         spread = float(returns.max() - returns.min()) if returns.size >= 2 else 0.0
-        return (1000.0 / spread if spread > 1e-6 else 1.0), 0.0
+        return (spread_target / spread if spread > 1e-6 else 1.0), 0.0
     raise ValueError(f"reward_scaling must be 'locomotion', 'antmaze' or 'none', got {mode!r}")
 
 
@@ -256,7 +258,7 @@ def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
         raise ValueError("offline_steps and online_steps must be >= 0")
     data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs),
                                    next_obs=problem.flat_obs(problem.dataset.next_obs))
-    scale, shift = reward_transform(data, config.reward_scaling)
+    scale, shift = reward_transform(data, config.reward_scaling, config.reward_spread)
     action_dim, num_envs = problem.action_dim, config.num_envs
     online = config.online_steps > 0
     capacity = min(config.online_buffer_size, config.online_steps) if online else 1
