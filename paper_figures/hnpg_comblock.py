@@ -77,6 +77,9 @@ def main(argv=None):
     ap.add_argument("--no-rlpd", action="store_true")
     ap.add_argument("--run-horizons", type=int, nargs="+", default=None,
                     help="run only these of --horizons (partial reruns; results of the others are absent)")
+    ap.add_argument("--labels", nargs="+", default=None, help="run only these curves (e.g. NPG Hy-Q)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="load curves saved by earlier runs (paper_figures/hnpg_comblock_runs/) instead of rerunning")
     args = ap.parse_args(argv)
     t_all = time.perf_counter()
     results = {"settings": vars(args), "runs": {}}
@@ -97,7 +100,16 @@ def main(argv=None):
             cfgs["HNPG (random data)"] = ("hnpg", hnpg.Config(num_iterations=iters, offline="random",
                                                                offline_episodes=1000))
         for label, (name, cfg) in cfgs.items():
-            steps, succ, sec = run_algo(name, cfg, problem, args.seeds, args.evals, args.eval_episodes)
+            if args.labels is not None and label not in args.labels:
+                continue
+            cache = OUT / "hnpg_comblock_runs" / f"H{H}_{label.replace(' ', '_').replace('(', '').replace(')', '')}.npz"
+            if args.reuse and cache.exists():
+                z = np.load(cache)
+                steps, succ, sec = z["steps"], z["succ"], float(z["seconds"])
+            else:
+                steps, succ, sec = run_algo(name, cfg, problem, args.seeds, args.evals, args.eval_episodes)
+                cache.parent.mkdir(exist_ok=True)
+                np.savez(cache, steps=steps, succ=succ, seconds=sec)
             curves[(H, label)] = (steps, succ)
             results["runs"][f"H={H} {label}"] = {"final_success_per_seed": succ[:, -1].tolist(),
                                                  "online_steps": int(steps[-1]), "seconds": round(sec, 1)}
