@@ -26,11 +26,25 @@ def _cli(*args, cwd=REPO):
         (["algo.actor_lrr=1e-3"], "algo 'sac' has no key 'actor_lrr'"),
         (["algo.actor_lr=fast"], "could not be converted to Float"),
         (["seedz=3"], "unknown key 'seedz'"),
+        (["-m", "algo=sac,nope"], "unknown algo 'nope'"),
+    ],
+)
+def test_bad_overrides_are_caught_before_hydra_in_one_line(args, needle):
+    from experiments.run import check_overrides
+
+    message = check_overrides(args)
+    assert message is not None and "\n" not in message and message.startswith("error: ") and needle in message
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["algo=nope"], "unknown algo 'nope'; valid: "),
         (["algo=bc", "env=cartpole"], "needs offline data"),
         (["dataset=/no/such/file.hdf5"], "dataset file not found: /no/such/file.hdf5"),
     ],
 )
-def test_bad_input_is_one_line(args, needle):
+def test_bad_input_is_one_line_on_stderr_with_exit_code_2(args, needle):
     out = _cli(*args)
     assert out.returncode == 2, out.stderr[-1000:]
     lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
