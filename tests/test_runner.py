@@ -150,7 +150,8 @@ print(json.dumps({"devices": len(jax.devices()), "sharded": runner.mesh is not N
 
 
 def _run_script(devices):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "PYTHONPATH": str(REPO)}
+    flags = f"--xla_force_host_platform_device_count={devices} --xla_cpu_multi_thread_eigen=false"
+    env = {**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT], capture_output=True, text=True, env=env,
                          cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
