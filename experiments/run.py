@@ -222,8 +222,35 @@ def _force_dict_keys(argv: list[str]) -> list[str]:
     return out
 
 
+def _algo_key_shortcuts(argv: list[str]) -> list[str]:
+    """``demos=100`` means ``algo.demos=100`` when ``demos`` is not a top-level key but a field of every
+    chosen algorithm's Config (the papers' own option names work as written)."""
+    from experiments.config import RunConfig
+    from hybrid_rl.algorithm import list_algorithms
+
+    algos = list_algorithms()
+    chosen = ["sac"]
+    for arg in argv:
+        if arg.startswith("algo=") and "," not in arg:
+            chosen = [arg.split("=", 1)[1]]
+        elif arg.startswith("algo="):
+            chosen = arg.split("=", 1)[1].split(",")
+    if any(name not in algos for name in chosen):
+        return argv  # check_overrides reports the unknown algorithm
+    top_level = {f.name for f in dataclasses.fields(RunConfig)}
+    out = []
+    for arg in argv:
+        key = arg.split("=", 1)[0] if "=" in arg and not arg.startswith(("-", "+")) else None
+        if key and "." not in key and key not in top_level and key not in ("algo", "env") and all(
+            key in {f.name for f in dataclasses.fields(algos[name].config_cls)} for name in chosen
+        ):
+            arg = "algo." + arg
+        out.append(arg)
+    return out
+
+
 if __name__ == "__main__":
-    sys.argv[1:] = _force_dict_keys(sys.argv[1:])
+    sys.argv[1:] = _algo_key_shortcuts(_force_dict_keys(sys.argv[1:]))
     problem = check_overrides(sys.argv[1:])
     if problem is not None:
         print(problem, file=sys.stderr)

@@ -98,3 +98,12 @@ def test_regret_algorithm_reports_its_metric_and_env_kwargs_need_no_plus(tmp_pat
     assert "final cumulative_regret" in out.stdout
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["0"]["final_metrics"]["cumulative_regret"] > 0
+
+
+def test_algorithm_fields_work_as_top_level_shortcuts():
+    from experiments.run import _algo_key_shortcuts
+
+    assert _algo_key_shortcuts(["algo=demo_regularized", "env=gridworld", "demos=100", "seeds=16"]) == [
+        "algo=demo_regularized", "env=gridworld", "algo.demos=100", "seeds=16"]
+    assert _algo_key_shortcuts(["algo=sac", "utd=2", "total_steps=10"]) == ["algo=sac", "algo.utd=2", "total_steps=10"]
+    assert _algo_key_shortcuts(["algo=sac", "nonsense=1"]) == ["algo=sac", "nonsense=1"]  # still an error later
