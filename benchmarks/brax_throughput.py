@@ -1,0 +1,59 @@
+"""Brax locomotion steps/s on this machine: ``pip install brax`` then ``python -m benchmarks.brax_throughput``.
+
+Decides whether Brax's hopper/halfcheetah/walker2d are usable online envs here (the environments issue's bar:
+> 20k vmapped steps/s). For each env and physics backend: compile time of a jitted ``lax.scan`` of 100
+vmapped steps with random actions, then the steady steps/s (best of 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def measure(env_name: str, backend: str, num_envs: int, steps: int = 100):
+    from brax import envs as brax_envs
+
+    env = brax_envs.get_environment(env_name, backend=backend)
+    reset = jax.jit(jax.vmap(env.reset))
+
+    @jax.jit
+    def rollout(state, key):
+        def step(state, k):
+            action = jax.random.uniform(k, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            return jax.vmap(env.step)(state, action), None
+
+        state, _ = jax.lax.scan(step, state, jax.random.split(key, steps))
+        return state
+
+    state = reset(jax.random.split(jax.random.key(0), num_envs))
+    t0 = time.perf_counter()
+    jax.block_until_ready(rollout(state, jax.random.key(1)).obs)
+    compile_s = time.perf_counter() - t0
+    best = float("inf")
+    for i in range(3):
+        t0 = time.perf_counter()
+        jax.block_until_ready(rollout(state, jax.random.key(2 + i)).obs)
+        best = min(best, time.perf_counter() - t0)
+    return compile_s, num_envs * steps / best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--envs", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
+    ap.add_argument("--backends", nargs="+", default=["positional", "generalized"])
+    ap.add_argument("--num-envs", type=int, default=64)
+    args = ap.parse_args()
+    print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}, {args.num_envs} envs x 100 steps")
+    print(f"{'env':<12} {'backend':<12} {'first call s':>12} {'steps/s':>10}")
+    for name in args.envs:
+        for backend in args.backends:
+            compile_s, rate = measure(name, backend, args.num_envs)
+            print(f"{name:<12} {backend:<12} {compile_s:>12.1f} {rate:>10,.0f}")
+
+
+if __name__ == "__main__":
+    main()
