@@ -33,7 +33,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from algorithms import h2o, rlpd, sac
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, register
 from hybrid_rl.buffers import buffer_sample, dataset_sample
 from hybrid_rl.problem import Problem
 

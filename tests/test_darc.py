@@ -1,7 +1,6 @@
 """DARC's reward correction on hand-made logits; DARC and SAC-sim step the (shifted) simulator; RLPD-sim
 builds and traces; clear errors."""
 
-import math
 import types
 
 import jax

@@ -1,0 +1,316 @@
+"""Fig. E1 (spec 6.5, our design): learning from a mismatched simulator and a small real dataset.
+
+    python -m paper_figures.h2o_dynamics_gap                 # 8 seeds, CPU budget, writes h2o_dynamics_gap.{png,json}
+    python -m paper_figures.h2o_dynamics_gap --steps 400 --mc-steps 400 --seeds 2 --out /tmp/e1   # smoke run
+    python -m paper_figures.h2o_dynamics_gap --kind medium --envs pendulum_gravity_2x \
+        --methods h2o,h2o_naive,sac_sim,cql --out paper_figures/h2o_dynamics_gap_medium   # medium real data
+
+For each CPU sim/real pair (Pendulum gravity x2 and x0.5, Pendulum mass x2, MountainCarContinuous power x0.5)
+the methods are trained and evaluated in the REAL env (nominal physics):
+
+* ``h2o``: sim steps + real data, discriminator-weighted (algorithms/h2o.py);
+* ``h2o_naive``: the same with w = 1 and uniform omega (the naive sim + real mix);
+* ``sac_sim``: SAC in the simulator only; ``darc``: SAC in the simulator with DARC's classifier reward;
+* ``cql``: CQL on the real data only (it never sees the simulator);
+* ``rlpd_sim``: RLPD with the real data offline and the simulator online (UTD 2 and 4 critics for the CPU: it
+  makes twice the critic updates of the others).
+
+CPU budget (all methods): 64x64 networks, batches of 128 (H2O: 64 real + 64 sim), 8,000 env steps on Pendulum
+and 4,000 on MountainCar (gradient steps for CQL, with 4 actions per proposal instead of 10), 1,000 warm-up steps
+for the SAC-based sim learners, 5 evaluations of 5 real episodes.
+
+Real data: the dataset builder's ``medium-replay`` set (asked for 10k transitions; it keeps the SAC replay buffer
+up to the medium checkpoint, which for Pendulum is only 3,380 near-random transitions) of the real env. The three Pendulum pairs
+share one real system (nominal Pendulum), so they share one real dataset (built for ``pendulum_gravity_2x``).
+Scores are normalised with the random and expert returns stored in the dataset's metadata.
+
+Programs: every method is one ``jit(vmap(vmap(...)))`` over (sim shift, seed); the sim shift is a traced
+hyper-parameter (``sim_shift``), so gravity x0.5 and x2 (and H2O's gap sweep x1, x1.5 for E1c) are one compiled
+program per method. Seeds are initialised with ``lax.map`` (see ``init_and_train``).
+
+Claims (spec 6.5), checked and printed, all numbers saved to ``h2o_dynamics_gap.json``:
+
+* E1a: H2O's final real return >= max(SAC-sim, CQL-real) on at least 3 of the 4 shifts (means over seeds);
+* E1b: H2O >= the naive mix on the two shifts with the largest gap (largest mean gap score u of H2O);
+* E1c: H2O's mean gap score u on sim transitions grows with the gravity shift (x1 < x1.5 < x2) and is near 0
+  when sim = real (|u(x1)| <= 0.25 u(x2)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hybrid_rl.algorithm import default_hparams, get_algorithm
+from hybrid_rl.problem import build_problem
+from hybrid_rl.runner import hparam_grid, make_chunk, plan_phases
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+# (label, env whose make_sim gives the simulator, sim_shift value)
+SHIFTS = [
+    ("Pendulum gravity x2", "pendulum_gravity_2x", 2.0),
+    ("Pendulum gravity x0.5", "pendulum_gravity_2x", 0.5),
+    ("Pendulum mass x2", "pendulum_mass_2x", 2.0),
+    ("MountainCar power x0.5", "mountaincar_continuous_power_0.5x", 0.5),
+]
+GAP_SWEEP = [1.0, 1.5, 2.0]  # H2O's gap score u vs the gravity factor (E1c)
+DATASET_ENV = {  # which builder dataset is the real data of each env (the Pendulum pairs share one real system)
+    "pendulum_gravity_2x": "pendulum_gravity_2x",
+    "pendulum_mass_2x": "pendulum_gravity_2x",
+    "mountaincar_continuous_power_0.5x": "mountaincar_continuous_power_0.5x",
+}
+METHODS = ["h2o", "h2o_naive", "sac_sim", "darc", "cql", "rlpd_sim"]
+COLORS = {"h2o": "C3", "h2o_naive": "C1", "sac_sim": "C0", "darc": "C4", "cql": "C2", "rlpd_sim": "C5"}
+
+
+def method_config(name: str, steps: int):
+    """The CPU budget: 64x64 nets, batches of 128, ``steps`` env steps (or gradient steps for CQL)."""
+    small = dict(total_steps=steps, hidden_sizes=(64, 64), batch_size=128)
+    disc = dict(disc_hidden_sizes=(64, 64), disc_batch_size=128)
+    warmup = min(1_000, steps // 4)
+    overrides = {
+        "h2o": {**small, **disc},
+        "h2o_naive": {**small, **disc},
+        "sac_sim": {**small, "warmup_steps": warmup},
+        "darc": {**small, **disc, "warmup_steps": warmup},
+        "cql": {**small, "cql_num_actions": 4},  # 12 actions in the logsumexp instead of 30 (CPU budget)
+        "rlpd_sim": {**small, "warmup_steps": warmup, "utd": 2, "num_critics": 4},
+    }[name]
+    return get_algorithm(name).config_cls(**overrides)
+
+
+def init_and_train(agent, problem, num_evals: int, eval_episodes: int):
+    """``program(keys, hparams) -> (state, metrics per phase)``: ``runner.make_train`` for a (hparam point, seed)
+    grid, with the same key derivation, except that the states are initialised one after the other with
+    ``lax.map``: on this 2-core CPU jaxlib 0.10 deadlocks when batched QR decompositions (the orthogonal
+    initialisers of vmapped seeds, 64x64 and up) run concurrently."""
+    plans = plan_phases(agent, num_evals)
+    chunks = [make_chunk(agent, problem, p.phase, p.chunk_length, eval_episodes) for p in plans]
+
+    def run(state, eval_key):
+        outputs, offset = [], 0
+        for plan, chunk in zip(plans, chunks):
+            keys = jax.vmap(lambda i: jax.random.fold_in(eval_key, i))(offset + jnp.arange(plan.num_chunks))
+            state, metrics = jax.lax.scan(chunk, state, keys)
+            outputs.append(metrics)
+            offset += plan.num_chunks
+        return state, outputs
+
+    def program(keys, hparams):
+        num_hp, num_seeds = jax.tree.leaves(hparams)[0].shape[0], keys.shape[0]
+        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+        eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+        flat_keys = jnp.tile(init_keys, num_hp)
+        flat_hp = jax.tree.map(lambda x: jnp.repeat(x, num_seeds), hparams)
+        states = jax.lax.map(lambda args: agent.init(*args), (flat_keys, flat_hp))
+        states = jax.tree.map(lambda x: x.reshape((num_hp, num_seeds) + x.shape[1:]), states)
+        return jax.vmap(jax.vmap(run), in_axes=(0, None))(states, eval_keys)
+
+    return jax.jit(program)
+
+
+def run_method(name, env, shifts, data_path, steps, seeds, num_evals, eval_episodes, log):
+    """Final and per-evaluation real returns, shape (len(shifts), seeds[, evals]), and the logged gap metrics."""
+    problem = build_problem(env, dataset=data_path)
+    spec = get_algorithm(name)
+    config = method_config(name, steps)
+    agent = spec.make(config, problem)
+    grid = {"sim_shift": list(shifts)} if "sim_shift" in spec.traced else {}
+    hparams, _ = hparam_grid(default_hparams(spec, config), grid)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    t0 = time.perf_counter()
+    _, metrics = jax.device_get(init_and_train(agent, problem, num_evals, eval_episodes)(keys, hparams))
+    seconds = time.perf_counter() - t0
+    last = metrics[-1]
+    curve = np.concatenate([m["eval_return"] for m in metrics], axis=-1)  # (points, seeds, evals)
+    if not grid:  # methods without a simulator: the same numbers for every shift
+        curve = np.broadcast_to(curve, (len(shifts),) + curve.shape[1:])
+    steps_at, done = [], 0  # iterations (= env steps; gradient steps for CQL) at each evaluation
+    for plan in plan_phases(agent, num_evals):
+        steps_at += [done + (c + 1) * plan.chunk_length for c in range(plan.num_chunks)]
+        done += plan.num_iterations
+    out = {"returns": curve, "seconds": seconds, "steps": steps_at}
+    for key in ("gap_score", "sim_weight", "reward_correction"):
+        if key in last:
+            out[key] = np.asarray(last[key])[..., -1]  # mean over the last chunk
+    log(f"  {name:>9} on {env} (shifts {list(shifts)}): {seconds:6.1f} s, final real return "
+        f"{np.round(curve[..., -1].mean(axis=-1), 1).tolist()}")
+    return out
+
+
+def bootstrap_ci(values, num_resamples=2000, seed=0):
+    """95% percentile bootstrap interval of the mean over seeds."""
+    rng = np.random.default_rng(seed)
+    values = np.asarray(values, np.float64)
+    means = values[rng.integers(0, len(values), (num_resamples, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def real_datasets(kind: str, size: int, log):
+    from hybrid_rl.datasets import load_d4rl_hdf5
+    from hybrid_rl.datasets.builder import get_or_build_dataset
+
+    paths, refs = {}, {}
+    for env in sorted(set(DATASET_ENV.values())):
+        path = get_or_build_dataset(env, kind, size)
+        raw = load_d4rl_hdf5(path)
+        paths[env] = str(path)
+        refs[env] = (float(raw["metadata/ref_min_return"]), float(raw["metadata/ref_max_return"]))
+        log(f"real data for {env}: {path} ({len(raw['rewards'])} transitions, refs random/expert {refs[env]})")
+    return paths, refs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8_000, help="Pendulum: env steps per run (gradient steps for CQL)")
+    parser.add_argument("--mc-steps", type=int, default=4_000, help="MountainCar: env steps per run (999-step episodes)")
+    parser.add_argument("--dataset-size", type=int, default=10_000)
+    parser.add_argument("--kind", default="medium-replay", help="builder dataset kind of the real data")
+    parser.add_argument("--num-evals", type=int, default=5)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--envs", default=None, help="comma-separated subset of the pair envs (default: all)")
+    parser.add_argument("--out", default=str(HERE / "h2o_dynamics_gap"))
+    args = parser.parse_args()
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    start = time.perf_counter()
+    paths, refs = real_datasets(args.kind, args.dataset_size, log)
+    methods = args.methods.split(",")
+
+    # One program per (method, env); the shifts of one env are a traced axis of it.
+    env_shifts: dict[str, list[float]] = {}
+    for _, env, value in SHIFTS:
+        if args.envs is None or env in args.envs.split(","):
+            env_shifts.setdefault(env, []).append(value)
+    results: dict[str, dict] = {m: {} for m in methods}
+    for name in methods:
+        done_offline = {}  # CQL never sees the sim: one run per real dataset, shared by the pairs that share it
+        for env, values in env_shifts.items():
+            values = sorted(set(values) | (set(GAP_SWEEP) if name == "h2o" and env == "pendulum_gravity_2x" else set()))
+            steps = args.mc_steps if env.startswith("mountaincar") else args.steps
+            if name == "cql" and DATASET_ENV[env] in done_offline:
+                out = dict(done_offline[DATASET_ENV[env]])
+                out["returns"] = np.broadcast_to(out["returns"][:1], (len(values),) + out["returns"].shape[1:])
+            else:
+                out = run_method(name, env, values, paths[DATASET_ENV[env]], steps, args.seeds, args.num_evals,
+                                 args.eval_episodes, log)
+                done_offline[DATASET_ENV[env]] = out
+            for i, value in enumerate(values):
+                entry = {"returns": out["returns"][i].tolist(), "seconds": out["seconds"], "steps": out["steps"]}
+                for key in ("gap_score", "sim_weight", "reward_correction"):
+                    if key in out:
+                        entry[key] = np.asarray(out[key][i]).tolist()
+                results[name][f"{env}@{value:g}"] = entry
+
+    # Scores, CIs and the claims.
+    summary = {}
+    for label, env, value in SHIFTS:
+        if env not in env_shifts:
+            continue
+        lo, hi = refs[DATASET_ENV[env]]
+        row = {}
+        for name in methods:
+            returns = np.asarray(results[name][f"{env}@{value:g}"]["returns"])
+            score = 100.0 * (returns - lo) / (hi - lo)
+            final = score[:, -1]
+            row[name] = {"final_score_mean": float(final.mean()), "final_score_ci95": bootstrap_ci(final),
+                         "final_score_per_seed": final.tolist(), "curve_mean": score.mean(axis=0).tolist(),
+                         "curve_steps": results[name][f"{env}@{value:g}"]["steps"],
+                         "final_return_mean": float(returns[:, -1].mean())}
+            if "gap_score" in results[name][f"{env}@{value:g}"]:
+                row[name]["gap_score_mean"] = float(np.mean(results[name][f"{env}@{value:g}"]["gap_score"]))
+                row[name]["sim_weight_mean"] = float(np.mean(results[name][f"{env}@{value:g}"]["sim_weight"]))
+        summary[label] = row
+    claims = check_claims(summary, results, methods)
+    runtime = time.perf_counter() - start
+    payload = {"args": vars(args), "runtime_s": runtime, "refs": refs, "datasets": paths, "summary": summary,
+               "claims": claims, "raw": results}
+    pathlib.Path(args.out + ".json").write_text(json.dumps(payload, indent=1))
+    plot(summary, results, methods, args, pathlib.Path(args.out + ".png"))
+    log(f"total {runtime:.0f} s; wrote {args.out}.json and .png")
+    for claim, verdict in claims.items():
+        log(f"{claim}: {verdict}")
+
+
+def check_claims(summary, results, methods):
+    claims = {}
+    mean = lambda label, m: summary[label][m]["final_score_mean"]  # noqa: E731
+    if {"h2o", "sac_sim", "cql"} <= set(methods):
+        wins = {label: mean(label, "h2o") >= max(mean(label, "sac_sim"), mean(label, "cql")) for label in summary}
+        detail = ", ".join(f"{label}: H2O {mean(label, 'h2o'):.1f} vs SAC-sim {mean(label, 'sac_sim'):.1f} / "
+                           f"CQL {mean(label, 'cql'):.1f}" for label in summary)
+        needed = 3 if len(wins) == 4 else len(wins)  # 3 of the 4 shifts (all of them for a subset run)
+        claims["E1a"] = (f"{'holds' if sum(wins.values()) >= needed else 'fails'} "
+                         f"({sum(wins.values())}/{len(wins)}: {detail})")
+    if {"h2o", "h2o_naive"} <= set(methods):
+        gaps = {label: summary[label]["h2o"].get("gap_score_mean", float("nan")) for label in summary}
+        largest = sorted(gaps, key=lambda label: -gaps[label])[:2]
+        ok = all(mean(label, "h2o") >= mean(label, "h2o_naive") for label in largest)
+        detail = ", ".join(f"{label} (u = {gaps[label]:.2f}): H2O {mean(label, 'h2o'):.1f} vs naive "
+                           f"{mean(label, 'h2o_naive'):.1f}" for label in largest)
+        claims["E1b"] = f"{'holds' if ok else 'fails'} ({detail})"
+    if "h2o" in methods and "pendulum_gravity_2x@1" in results["h2o"]:
+        u = {v: float(np.mean(results["h2o"][f"pendulum_gravity_2x@{v:g}"]["gap_score"])) for v in GAP_SWEEP}
+        grows = u[1.0] < u[1.5] < u[2.0]
+        near_zero = abs(u[1.0]) <= 0.25 * u[2.0]
+        claims["E1c"] = (f"{'holds' if grows and near_zero else 'fails'} (mean u over seeds: x1 {u[1.0]:.3f}, "
+                         f"x1.5 {u[1.5]:.3f}, x2 {u[2.0]:.3f}; x0.5 "
+                         f"{float(np.mean(results['h2o']['pendulum_gravity_2x@0.5']['gap_score'])):.3f})")
+    return claims
+
+
+def plot(summary, results, methods, args, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(summary)
+    fig, axes = plt.subplots(2, len(labels) + 1, figsize=(4.2 * (len(labels) + 1), 7.5))
+    for col, label in enumerate(labels):
+        ax = axes[0, col]
+        for i, name in enumerate(methods):
+            entry = summary[label][name]
+            lo, hi = entry["final_score_ci95"]
+            ax.bar(i, entry["final_score_mean"], color=COLORS[name], yerr=[[entry["final_score_mean"] - lo],
+                   [hi - entry["final_score_mean"]]], capsize=3)
+        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=10)
+        ax.axhline(0, color="k", lw=0.5)
+        if col == 0:
+            ax.set_ylabel(f"final real normalized score\n(mean, 95% bootstrap CI, {args.seeds} seeds)")
+        ax = axes[1, col]
+        for name in methods:
+            ax.plot(summary[label][name]["curve_steps"], summary[label][name]["curve_mean"], color=COLORS[name],
+                    label=name, marker="o", ms=3)
+        ax.set_xlabel("env steps (CQL: gradient steps)")
+        if col == 0:
+            ax.set_ylabel("real normalized score (mean over seeds)")
+            ax.legend(fontsize=7)
+    ax = axes[0, -1]
+    if "h2o" in methods:
+        sweep = sorted(float(k.split("@")[1]) for k in results["h2o"] if k.startswith("pendulum_gravity_2x@"))
+        u = [results["h2o"][f"pendulum_gravity_2x@{v:g}"]["gap_score"] for v in sweep]
+        ax.errorbar(sweep, [np.mean(x) for x in u], yerr=[np.std(x) / np.sqrt(len(x)) for x in u], marker="o",
+                    color=COLORS["h2o"])
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel("sim gravity factor (real = 1)")
+        ax.set_ylabel("H2O mean gap score u on sim transitions")
+        ax.set_title("E1c: estimated log P_sim/P_real", fontsize=10)
+    axes[1, -1].axis("off")
+    fig.suptitle(f"H2O and baselines, evaluated in the real env ({args.steps} steps on Pendulum, {args.mc_steps} on "
+                 f"MountainCar; real data: builder {args.kind}, size {args.dataset_size}; {args.seeds} seeds)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
