@@ -42,6 +42,7 @@ class RunConfig:
     num_evals: int = 10  # evaluations (= chunks) per phase
     eval_episodes: int = 10  # episodes per evaluation, run in parallel
     dataset: Optional[str] = None  # a D4RL-layout HDF5 path, or a builder kind (random, medium, expert, ...)
+    phase: Optional[str] = None  # offline (online steps 0) or offline_to_online (the default), for iql / cal_ql
     dataset_size: int = 100_000  # transitions, when ``dataset`` is a kind the builder makes (cached)
     data_dir: Optional[str] = None  # builder cache (default $HYBRID_RL_DATA_DIR or ./data)
     hp_sweep: Dict[str, List[float]] = dataclasses.field(default_factory=dict)  # traced hparam -> values
@@ -91,7 +92,8 @@ def help_template() -> str:
         "  python -m experiments.run -m algo=sac env=pendulum,mountaincar_continuous seed=0,1\n"
         "  python -m experiments.run resume=runs/sac/pendulum/<time>\n"
         "  python -m experiments.run algo=sac --cfg job        (show every key of the composed config)\n\n"
-        f"Algorithms (algo=...):\n{algos}\n\nEnvironments (env=...):\n{envs}\n\n"
+        f"Algorithms (algo=...):\n{algos}\n\nEnvironments (env=...):\n{envs}\n"
+        f"  {'none':<34} no simulator: train offline on dataset=<file>, no evaluation\n\n"
         "== Config ==\n$CONFIG\n"
     )
 
@@ -103,6 +105,7 @@ def register_configs() -> None:
         cs.store(group="algo", name=name, node=_node_class(name, spec.config_cls))
     for name in list_envs():
         cs.store(group="env", name=name, node=EnvNode(name=name))
+    cs.store(group="env", name="none", node=EnvNode(name="none"))  # a dataset file with no simulator
     cs.store(
         group="hydra/help",
         name="hybrid_rl",

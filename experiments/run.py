@@ -30,10 +30,11 @@ class UserError(Exception):
     """Bad input: printed as one line, never a traceback."""
 
 
-def _apply_total_steps(algo_name: str, config, total_steps):
+def _apply_total_steps(algo_name: str, config, total_steps, phase=None):
     if total_steps is None:
         return config
-    for field in ("total_steps", "num_steps"):
+    fields = ("offline_steps",) if phase == "offline" else ("total_steps", "num_steps")
+    for field in fields:
         if hasattr(config, field):
             return dataclasses.replace(config, **{field: int(total_steps)})
     raise UserError(f"algo {algo_name!r} has neither total_steps nor num_steps; set its own length key")
@@ -55,6 +56,7 @@ def resolve_dataset(cfg: DictConfig, env_name: str, env_kwargs: dict, log=print)
             data_dir=cfg.data_dir,
         )
         return str(path)
+    dataset = str(pathlib.Path(dataset).expanduser())
     if not pathlib.Path(dataset).exists():
         raise UserError(
             f"dataset file not found: {dataset} (a path to a D4RL-layout .hdf5, or a kind: {', '.join(KINDS)})"
@@ -62,34 +64,119 @@ def resolve_dataset(cfg: DictConfig, env_name: str, env_kwargs: dict, log=print)
     return str(dataset)
 
 
-def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = False, log=print) -> dict:
-    """Builds the problem and agent from a composed config and runs it; returns the summary."""
+NO_ENV = "none"  # env.name saved in config.yaml when no env simulates the dataset (offline only)
+PHASES = ("offline", "offline_to_online")
+
+
+def problem_for_dataset_file(env_name: str, env_kwargs: dict, dataset: str, log=print, simulate: bool = True):
+    """The problem for a dataset file when ``env=`` was not given: the env the file's D4RL name implies
+    (a registered ``brax_<family>`` stands in for D4RL's MuJoCo), else the default env if the file's shapes
+    fit it, else (or with ``simulate=False``: ``env=none``) a problem with no simulator, shaped by the file
+    (trained offline, not evaluated)."""
+    from envs.registry import list_envs
+    from hybrid_rl.datasets import d4rl_family, infer_d4rl_task, load_d4rl_hdf5
+    from hybrid_rl.problem import build_problem, load_dataset_for, problem_from_dataset
+
+    raw = load_d4rl_hdf5(dataset)
+    obs_shape, actions = tuple(raw["observations"].shape[1:]), raw["actions"]
+    task = infer_d4rl_task(dataset)
+    if not simulate:
+        why = "env=none"
+    elif task is None:
+        problem = build_problem(env_name, env_kwargs) if env_name in list_envs() else None
+        if problem is not None and problem.obs_shape == obs_shape and (
+            (problem.action_kind == "continuous" and actions.shape[1:] == (problem.action_dim,))
+            or (problem.action_kind == "discrete" and actions.ndim == 1)
+        ):
+            return load_dataset_for(problem, dataset)
+        why = f"its name is no D4RL task and its shapes do not fit the default env {env_name!r}; pass env=<name>"
+    else:
+        candidate = f"brax_{d4rl_family(task)}"
+        try:
+            problem = build_problem(candidate) if candidate in list_envs() else None
+        except ImportError:  # registered, but Brax is not installed
+            problem = None
+        if problem is not None:
+            if problem.obs_shape == obs_shape and actions.shape[1:] == (problem.action_dim,):
+                log(f"env: {candidate} (Brax) stands in for D4RL's MuJoCo {task}; its dynamics differ, so "
+                    "returns and D4RL-normalized scores are only indicative")
+                return load_dataset_for(problem, dataset, raw)
+            why = (f"{candidate}'s observations {problem.obs_shape} / actions ({problem.action_dim},) do not "
+                   f"fit the file's {obs_shape} / {actions.shape[1:]}")
+        else:
+            why = f"MuJoCo is not available here, and no {candidate} env could be built (Brax: pip install -e \".[brax]\")"
+    problem = problem_from_dataset(dataset, raw, task)
+    log(f"no env to evaluate {problem.env_name} in ({why}): training offline only with eval_episodes=0, so no "
+        "D4RL-normalized score is reported; losses go to metrics.csv and checkpoints are written")
+    return problem
+
+
+def _apply_phase(algo_name: str, config, phase: Optional[str], has_simulator: bool, log=print):
+    """``phase=offline`` (or a problem with no simulator): the algorithm's online steps become 0."""
+    if phase is not None and phase not in PHASES:
+        raise UserError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
+    two_phase = hasattr(config, "offline_steps") and hasattr(config, "online_steps")
+    if phase is not None and not two_phase:
+        raise UserError(f"algo {algo_name!r} has no offline and online phases: phase={phase} works with algorithms "
+                        "that have offline_steps and online_steps (iql, cal_ql)")
+    if phase == "offline_to_online" and not has_simulator:
+        raise UserError("phase=offline_to_online needs an env to fine-tune in, and none simulates the dataset: "
+                        "pass env=<name> or phase=offline")
+    if two_phase and config.online_steps > 0 and (phase == "offline" or not has_simulator):
+        if phase != "offline":
+            log(f"no env to fine-tune in: {algo_name}'s online phase is skipped (online_steps=0)")
+        config = dataclasses.replace(config, online_steps=0)
+    return config
+
+
+def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = False, log=print,
+                      env_given: bool = True) -> dict:
+    """Builds the problem and agent from a composed config and runs it; returns the summary.
+
+    ``env_given=False`` (no ``env=`` on the command line) lets a dataset file choose its env
+    (:func:`problem_for_dataset_file`); the choice is saved in config.yaml's ``env.name``."""
     from hybrid_rl.algorithm import default_hparams, get_algorithm
     from hybrid_rl.problem import build_problem
     from hybrid_rl.runner import RunSettings, Runner
 
     algo_name, config = algo_config_from_node(cfg.algo)
     spec = get_algorithm(algo_name)
-    config = _apply_total_steps(algo_name, config, cfg.total_steps)
+    phase = cfg.get("phase")
+    config = _apply_total_steps(algo_name, config, cfg.total_steps, phase)
     env_name = cfg.env.name
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
+    if env_name == NO_ENV and cfg.dataset is None:
+        raise UserError("env=none (no simulator) needs dataset=<path to a D4RL-layout .hdf5>")
     dataset = resolve_dataset(cfg, env_name, env_kwargs, log)
     if spec.dataset == "required" and dataset is None:
         raise UserError(
             f"algo {algo_name!r} needs offline data: pass dataset=<path to a D4RL-layout .hdf5> "
             "(make one with `python -m experiments.make_dataset env=... kind=...`)"
         )
-    problem = build_problem(env_name, env_kwargs, dataset)
+    if dataset is not None and (env_name == NO_ENV or not env_given):
+        problem = problem_for_dataset_file(env_name, env_kwargs, dataset, log, simulate=env_name != NO_ENV)
+        cfg.env.name = problem.env_name if problem.has_simulator else NO_ENV
+        env_name = problem.env_name
+    else:
+        problem = build_problem(env_name, env_kwargs, dataset)
     if problem.action_kind not in spec.action_kinds:
         raise UserError(
             f"algo {algo_name!r} supports {'/'.join(spec.action_kinds)} actions; env {env_name!r} is {problem.action_kind}"
         )
+    config = _apply_phase(algo_name, config, phase, problem.has_simulator, log)
     agent = spec.make(config, problem)
+    if not problem.has_simulator and any(p.env_steps_per_iteration * p.num_iterations > 0 for p in agent.phases):
+        raise UserError(f"algo {algo_name!r} steps an env, and no env simulates {env_name}: pass env=<name> "
+                        "or use an offline algorithm (iql, cal_ql with phase=offline, bc, cql)")
+    task = problem.dataset_info.get("d4rl_task")
+    if task is not None and problem.has_simulator:
+        lo, hi = problem.reference_returns()
+        log(f"D4RL-normalized scores use {task}'s reference returns (random {lo:.1f}, expert {hi:.1f})")
     settings = RunSettings(
         num_seeds=cfg.seeds,
         seed=cfg.seed,
         num_evals=cfg.num_evals,
-        eval_episodes=cfg.eval_episodes if spec.evaluation else 0,
+        eval_episodes=cfg.eval_episodes if spec.evaluation and problem.has_simulator else 0,
         hp_grid={k: list(v) for k, v in OmegaConf.to_container(cfg.hp_sweep, resolve=True).items()},
         checkpoint=cfg.checkpoint,
         progress=cfg.progress,
@@ -149,8 +236,10 @@ def main(cfg: DictConfig) -> None:
                 raise UserError(f"cannot resume: {saved} does not exist (is {run_dir} a run directory?)")
             train_from_config(OmegaConf.load(saved), run_dir, resume=True)
             return
-        out_dir = pathlib.Path(cfg.out_dir) if cfg.out_dir else pathlib.Path(HydraConfig.get().runtime.output_dir)
-        train_from_config(cfg, out_dir)
+        hydra_cfg = HydraConfig.get()
+        out_dir = pathlib.Path(cfg.out_dir) if cfg.out_dir else pathlib.Path(hydra_cfg.runtime.output_dir)
+        env_given = any(o.split("=", 1)[0].lstrip("+~") == "env" for o in hydra_cfg.overrides.task)
+        train_from_config(cfg, out_dir, env_given=env_given)
     except (UserError, DatasetError, ValueError, KeyError, FileNotFoundError, FloatingPointError, ImportError) as err:
         print(_one_line_error(err), file=sys.stderr)
         sys.exit(2)
@@ -179,7 +268,7 @@ def check_overrides(argv: list[str]) -> str | None:
             registry = algos if key == "algo" else envs
             names = [v.strip() for v in value.split(",")]
             for name in names:
-                if name not in registry:
+                if name not in registry and not (key == "env" and name == NO_ENV):
                     return f"error: unknown {key} {name!r}; valid: {', '.join(registry)}"
             if key == "algo":
                 chosen_algos = names
@@ -249,16 +338,31 @@ def _algo_key_shortcuts(argv: list[str]) -> list[str]:
     return out
 
 
+def _dataset_env_dir(argv: list[str]) -> str | None:
+    """The run directory's env part for ``dataset=<file>`` with no ``env=``: its D4RL task or file stem."""
+    if any(a.split("=", 1)[0].lstrip("+~") == "env" for a in argv if "=" in a):
+        return None
+    paths = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == "dataset" and "=" in a]
+    if not paths or not pathlib.Path(paths[-1]).expanduser().is_file():
+        return None
+    from hybrid_rl.datasets import infer_d4rl_task
+
+    name = infer_d4rl_task(paths[-1]) or pathlib.Path(paths[-1]).stem
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 if __name__ == "__main__":
     sys.argv[1:] = _algo_key_shortcuts(_force_dict_keys(sys.argv[1:]))
     problem = check_overrides(sys.argv[1:])
     if problem is not None:
         print(problem, file=sys.stderr)
         sys.exit(2)
-    # Runs go to runs/<algo>/<env>/<time>; sweeps to runs/sweeps/<time>/<overrides>.
+    # Runs go to runs/<algo>/<env>/<time> (<env>: the D4RL task or file name of a dataset file given
+    # without env=); sweeps to runs/sweeps/<time>/<overrides>.
+    env_dir = _dataset_env_dir(sys.argv[1:]) or "${hydra:runtime.choices.env}"
     sys.argv += [
         a for a in (
-            "hydra.run.dir=runs/${hydra:runtime.choices.algo}/${hydra:runtime.choices.env}/${now:%Y-%m-%d_%H-%M-%S}",
+            "hydra.run.dir=runs/${hydra:runtime.choices.algo}/" + env_dir + "/${now:%Y-%m-%d_%H-%M-%S}",
             "hydra.sweep.dir=runs/sweeps/${now:%Y-%m-%d_%H-%M-%S}",
             "hydra.sweep.subdir=${hydra.job.override_dirname}",
             "hydra.job.chdir=false",

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 from gymnax.environments import spaces
 
 from envs.registry import EnvSpec, make_env
@@ -66,6 +67,10 @@ class Problem:
         low, high = jnp.asarray(self.action_low), jnp.asarray(self.action_high)
         return jnp.clip(2.0 * (action - low) / (high - low) - 1.0, -1.0, 1.0)
 
+    @property
+    def has_simulator(self) -> bool:
+        return not isinstance(self.env, NoSimulator)
+
     def reference_returns(self) -> Optional[tuple[float, float]]:
         """(random, expert) returns used to normalise scores, if known."""
         info = self.dataset_info
@@ -85,12 +90,17 @@ def _action_info(env, params):
     raise ValueError(f"unsupported action space {type(space).__name__}")
 
 
-def load_dataset_for(problem: Problem, path: str | pathlib.Path) -> Problem:
-    """Loads a D4RL-layout HDF5 file as the problem's offline dataset (checked against the env)."""
+def load_dataset_for(problem: Problem, path: str | pathlib.Path, raw: Optional[dict] = None) -> Problem:
+    """Loads a D4RL-layout HDF5 file as the problem's offline dataset (checked against the env).
+
+    ``raw`` is the file already read by ``load_d4rl_hdf5`` (its shapes checked by the caller). Scores are
+    normalized with the file's ``metadata/ref_{min,max}_return``, else with D4RL's reference returns when
+    the env or the file name is a D4RL task (``hopper_medium-v2.hdf5``)."""
     from hybrid_rl import datasets as d4rl
 
     expected_action_dim = problem.action_dim if problem.action_kind == "continuous" else None
-    raw = d4rl.load_d4rl_hdf5(path, obs_dim=problem.obs_dim, action_dim=expected_action_dim)
+    if raw is None:
+        raw = d4rl.load_d4rl_hdf5(path, obs_dim=problem.obs_dim, action_dim=expected_action_dim)
     q = d4rl.qlearning_dataset(raw)
     q["observations"] = q["observations"].reshape((-1,) + problem.obs_shape)
     q["next_observations"] = q["next_observations"].reshape((-1,) + problem.obs_shape)
@@ -101,9 +111,66 @@ def load_dataset_for(problem: Problem, path: str | pathlib.Path) -> Problem:
         data = data.replace(action=data.action.reshape(-1).astype(jnp.int32))
     info = {"path": str(path), "num_transitions": int(data.reward.shape[0])}
     refs = d4rl.reference_returns_from_metadata(raw)
+    task = problem.spec.d4rl_name or d4rl.infer_d4rl_task(path)
+    if refs is None and task is not None and d4rl.d4rl_family(task) is not None:
+        refs = d4rl.reference_scores(task)
+        info["d4rl_task"] = task
     if refs is not None:
         info["ref_min_return"], info["ref_max_return"] = refs
     return dataclasses.replace(problem, dataset=data, dataset_info=info)
+
+
+@struct.dataclass
+class NoSimulatorParams:
+    max_steps_in_episode: int = 1000
+
+
+class NoSimulator:
+    """The env of a dataset that nothing here simulates (a real D4RL MuJoCo file without MuJoCo).
+
+    ``reset`` gives zero observations of the dataset's shape, so agents can build their state; ``step``
+    fails when traced: such a problem trains offline only, with no evaluation episodes."""
+
+    def __init__(self, name: str, obs_shape: tuple[int, ...], action_dim: int):
+        self.name, self.obs_shape, self.action_dim = name, tuple(obs_shape), int(action_dim)
+
+    def reset(self, key, params):
+        return jnp.zeros(self.obs_shape, jnp.float32), jnp.zeros((), jnp.int32)
+
+    def step(self, key, state, action, params):
+        raise ValueError(f"no env simulates {self.name}: it can only be trained offline (phase=offline), "
+                         "with no evaluation (eval_episodes=0)")
+
+    def action_space(self, params):
+        return spaces.Box(-1.0, 1.0, (self.action_dim,), jnp.float32)
+
+    def observation_space(self, params):
+        return spaces.Box(-jnp.inf, jnp.inf, self.obs_shape, jnp.float32)
+
+
+def problem_from_dataset(path: str | pathlib.Path, raw: dict, task: Optional[str] = None) -> Problem:
+    """A problem with no simulator, shaped by a D4RL file: observation shape and action dimension from
+    its arrays, continuous actions in [-1, 1] (as in D4RL's MuJoCo, Adroit and AntMaze files; actions
+    outside are clipped). ``task`` (a D4RL env id) names it and sets its episode limit and references."""
+    from hybrid_rl import datasets as d4rl
+
+    actions = np.asarray(raw["actions"])
+    if actions.ndim != 2:
+        raise d4rl.DatasetError(
+            f"{path}: key 'actions': shape {actions.shape}; with no env the actions must be continuous "
+            "(N, action_dim): pass env=<name> for a discrete-action dataset"
+        )
+    obs_shape, action_dim = tuple(raw["observations"].shape[1:]), int(actions.shape[1])
+    name = task or pathlib.Path(path).stem
+    family = d4rl.d4rl_family(task) if task else None
+    params = NoSimulatorParams(max_steps_in_episode=d4rl.MAX_EPISODE_STEPS.get(family, 1000))
+    env = NoSimulator(name, obs_shape, action_dim)
+    spec = EnvSpec(name=name, description="a dataset with no simulator", make=lambda **_: (env, params),
+                   action_kind="continuous", d4rl_name=task if family else None, tags=("no_simulator",))
+    ones = np.ones(action_dim, np.float32)
+    problem = Problem(env_name=name, env=env, env_params=params, spec=spec, obs_shape=obs_shape,
+                      action_kind="continuous", action_dim=action_dim, action_low=-ones, action_high=ones)
+    return load_dataset_for(problem, path, raw)
 
 
 def build_problem(

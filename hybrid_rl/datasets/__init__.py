@@ -5,8 +5,10 @@ from hybrid_rl.datasets.d4rl import (
     REF_SCORES,
     DatasetError,
     UnknownEnvError,
+    d4rl_family,
     default_d4rl_dir,
     episode_returns,
+    infer_d4rl_task,
     load_d4rl_hdf5,
     normalized_score,
     qlearning_dataset,
@@ -30,4 +32,6 @@ __all__ = [
     "reference_scores",
     "normalized_score",
     "reference_returns_from_metadata",
+    "infer_d4rl_task",
+    "d4rl_family",
 ]

@@ -54,6 +54,8 @@ __all__ = [
     "reference_scores",
     "normalized_score",
     "reference_returns_from_metadata",
+    "infer_d4rl_task",
+    "d4rl_family",
 ]
 
 # Per-step top-level keys. Float keys are cast to float32, flag keys to bool; all must share N.
@@ -140,6 +142,42 @@ def _family(env_name: str) -> str:
             f"{', '.join(sorted(_FAMILIES))} (or pass ref_min and ref_max)"
         )
     return max(matches, key=len)
+
+
+# D4RL's AntMaze files are named after their maze and start/goal options, not after the env id.
+_ANTMAZE_FILES = {"u-maze": "umaze", "big-maze": "medium", "hardest-maze": "large"}
+
+
+def d4rl_family(env_name: str) -> str | None:
+    """The D4RL family (``"hopper"``, ``"antmaze-medium"``...) of a D4RL env id, or None if it has none."""
+    try:
+        return _family(env_name)
+    except UnknownEnvError:
+        return None
+
+
+def infer_d4rl_task(path: str | os.PathLike) -> str | None:
+    """The D4RL env id a dataset file is named after, or None: ``hopper_medium_replay-v2.hdf5`` (D4RL's
+    own file name) and ``hopper-medium-replay-v2.hdf5`` both give ``"hopper-medium-replay-v2"``; D4RL's
+    AntMaze files (``Ant_maze_big-maze_noisy_multistart_True_multigoal_True_sparse_fixed.hdf5``) give
+    their env id (``"antmaze-medium-diverse-v2"``). Used to look up the reference returns of a real D4RL
+    file and the env it came from."""
+    stem = Path(path).name
+    for suffix in (".hdf5", ".h5"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    lowered = stem.lower()
+    if lowered.startswith("ant_maze_"):
+        maze = next((v for k, v in _ANTMAZE_FILES.items() if f"_{k}_" in lowered), None)
+        if maze is None:
+            return None
+        multistart, multigoal = "multistart_true" in lowered, "multigoal_true" in lowered
+        variant = ("-diverse" if multigoal else "-play") if multistart else ""
+        if maze == "umaze" and variant == "-play":
+            return None  # D4RL has no umaze-play
+        return f"antmaze-{maze}{variant}-v2"
+    name = lowered.replace("_", "-")
+    return name if d4rl_family(name) is not None else None
 
 
 def reference_scores(env_name: str) -> tuple[float, float]:
