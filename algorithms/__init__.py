@@ -1,5 +1,6 @@
 """One file per algorithm; importing this package registers all of them (hybrid_rl.algorithm.register)."""
 
+import hybrid_rl.xla_flags  # noqa: F401  (first: XLA flags must be set before JAX starts its backend)
 from algorithms import bc, rlpd, sac  # noqa: F401
 from algorithms import cql, darc, h2o  # noqa: F401  (after sac/rlpd: they build on them)
 from algorithms import hnpg, hyq, ppo  # noqa: F401  (on-policy: issue 7)
