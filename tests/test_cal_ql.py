@@ -1,5 +1,6 @@
 """Cal-QL: return-to-go on a toy dataset (a timeout and a terminal), online labelling as episodes end, the
-calibrated logsumexp against CQL's, and a two-phase (offline then online 50/50) run."""
+calibrated logsumexp against CQL's, a two-phase (offline then online 50/50) run, and (slow) offline then
+online learning on a builder-made Pendulum medium set."""
 
 import jax
 import jax.numpy as jnp
@@ -104,3 +105,24 @@ def test_two_phase_run_offline_then_online_with_labelled_online_returns(tmp_path
     assert np.all(rtg[:30] < 0) and np.all(rtg[30:] == 0)  # 3 finished 10-step episodes, all labelled
     with pytest.raises(ValueError, match="needs an offline dataset"):
         cal_ql.make(config, build_problem("pendulum"))
+
+
+@pytest.mark.slow
+def test_cal_ql_offline_then_online_on_builder_pendulum_medium_beats_the_data():
+    """Measured (2026-11-25, 2-core CPU shared with other jobs: 66 s, 118 s under heavier load): the medium
+    data's episodes average -826 (random -1236, expert -166); after 3k offline steps the two seeds score
+    -658 and -545, and after 3k online steps -377 and -325 (deterministic: the same in both runs)."""
+    from hybrid_rl.datasets import episode_returns, load_d4rl_hdf5
+    from hybrid_rl.datasets.builder import get_or_build_dataset
+
+    path = get_or_build_dataset("pendulum", "medium", 20_000, data_dir="data")
+    problem = build_problem("pendulum", dataset=path)
+    config = cal_ql.Config(offline_steps=3_000, online_steps=3_000, hidden_sizes=(64, 64), batch_size=128)
+    spec = get_algorithm("cal_ql")
+    runner = Runner(spec.make(config, problem), problem, default_hparams(spec, config),
+                    RunSettings(num_seeds=2, num_evals=2, eval_episodes=10, progress=False, checkpoint=False))
+    _, summary = runner.run()
+    final = summary["0"]["final_eval_return_per_seed"]
+    data = float(np.mean(episode_returns(load_d4rl_hdf5(path))))
+    print("Cal-QL per seed", final, "data episodes", data)
+    assert np.mean(final) > -600 and min(final) > data, (final, data)
