@@ -33,7 +33,13 @@ class UserError(Exception):
 def _apply_total_steps(algo_name: str, config, total_steps, phase=None):
     if total_steps is None:
         return config
-    fields = ("offline_steps",) if phase == "offline" else ("total_steps", "num_steps")
+    two_phase = hasattr(config, "offline_steps") and hasattr(config, "online_steps")
+    if phase == "offline":
+        fields = ("offline_steps",)
+    elif two_phase:  # offline pre-training then fine-tuning (iql, cal_ql): the budget counts env steps
+        fields = ("online_steps",)
+    else:
+        fields = ("total_steps", "num_steps")
     for field in fields:
         if hasattr(config, field):
             return dataclasses.replace(config, **{field: int(total_steps)})

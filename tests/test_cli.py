@@ -107,3 +107,15 @@ def test_algorithm_fields_work_as_top_level_shortcuts():
         "algo=demo_regularized", "env=gridworld", "algo.demos=100", "seeds=16"]
     assert _algo_key_shortcuts(["algo=sac", "utd=2", "total_steps=10"]) == ["algo=sac", "algo.utd=2", "total_steps=10"]
     assert _algo_key_shortcuts(["algo=sac", "nonsense=1"]) == ["algo=sac", "nonsense=1"]  # still an error later
+
+
+def test_total_steps_sets_the_env_step_budget_of_two_phase_algorithms():
+    from algorithms import cal_ql, iql, sac
+    from experiments.run import _apply_total_steps
+
+    assert _apply_total_steps("sac", sac.Config(), 123).total_steps == 123
+    for name, cls in [("iql", iql.Config), ("cal_ql", cal_ql.Config)]:
+        config = _apply_total_steps(name, cls(), 123)
+        assert config.online_steps == 123 and config.offline_steps == cls().offline_steps
+        config = _apply_total_steps(name, cls(), 77, phase="offline")
+        assert config.offline_steps == 77 and config.online_steps == cls().online_steps
