@@ -1,8 +1,11 @@
-"""Brax locomotion steps/s on this machine: ``pip install brax`` then ``python -m benchmarks.brax_throughput``.
+"""Brax locomotion steps/s: ``pip install -e ".[brax]"`` then ``python -m benchmarks.brax_throughput``.
 
 Decides whether Brax's hopper/halfcheetah/walker2d are usable online envs here (the environments issue's bar:
-> 20k vmapped steps/s). For each env and physics backend: compile time of a jitted ``lax.scan`` of 100
-vmapped steps with random actions, then the steady steps/s (best of 3).
+> 20k vmapped steps/s). For each env and physics backend, two rows: ``raw`` is Brax's own ``env.step``
+(a jitted ``lax.scan`` of 100 vmapped steps with random actions, no auto-reset), ``wrapper`` is
+``envs.brax_envs.BraxEnv`` through gymnax's ``step`` (traced gravity/friction, auto-reset, time limit;
+``benchmarks.env_throughput.measure``). Each: the first call's time (compile + run, or compile only for
+the wrapper) and the steady steps/s (best of 3).
 """
 
 from __future__ import annotations
@@ -41,18 +44,29 @@ def measure(env_name: str, backend: str, num_envs: int, steps: int = 100):
     return compile_s, num_envs * steps / best
 
 
+def measure_wrapper(env_name: str, backend: str, num_envs: int, steps: int = 100):
+    from benchmarks.env_throughput import measure as measure_env
+    from envs.brax_envs import BraxEnv
+
+    env = BraxEnv(env_name, backend)
+    compile_s, _, rate = measure_env(env, env.default_params, num_envs, steps, repeats=3)
+    return compile_s, rate
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--envs", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
     ap.add_argument("--backends", nargs="+", default=["positional", "generalized"])
     ap.add_argument("--num-envs", type=int, default=64)
+    ap.add_argument("--rows", nargs="+", default=["raw", "wrapper"], choices=["raw", "wrapper"])
     args = ap.parse_args()
     print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}, {args.num_envs} envs x 100 steps")
-    print(f"{'env':<12} {'backend':<12} {'first call s':>12} {'steps/s':>10}")
+    print(f"{'env':<12} {'backend':<12} {'row':<8} {'first call s':>12} {'steps/s':>10}")
     for name in args.envs:
         for backend in args.backends:
-            compile_s, rate = measure(name, backend, args.num_envs)
-            print(f"{name:<12} {backend:<12} {compile_s:>12.1f} {rate:>10,.0f}")
+            for row in args.rows:
+                compile_s, rate = (measure if row == "raw" else measure_wrapper)(name, backend, args.num_envs)
+                print(f"{name:<12} {backend:<12} {row:<8} {compile_s:>12.1f} {rate:>10,.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="substring filter on env names")
     parser.add_argument("--no-sim", action="store_true", help="skip the sim members of sim/real pairs")
+    parser.add_argument("--brax", action="store_true",
+                        help="include the Brax envs (need the brax extra; see also benchmarks.brax_throughput)")
     args = parser.parse_args(argv)
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind}); "
@@ -76,7 +78,7 @@ def main(argv=None) -> None:
     print(header)
     print("-" * len(header))
     for name, spec in envs.list_envs().items():
-        if args.only not in name:
+        if args.only not in name or ("brax" in spec.tags and not args.brax):
             continue
         members = [("", spec.make)]
         if spec.make_sim is not None and not args.no_sim:

@@ -8,3 +8,4 @@ from envs.registry import EnvSpec, get_env_spec, list_envs, make_env, register_e
 from envs import gymnax_envs  # noqa: F401  (registers gymnax's envs)
 from envs import combination_lock, linear_mdp, sim_real  # noqa: F401  (registers our envs)
 from envs import finite_mdp, piecewise_stationary  # noqa: F401
+from envs import brax_envs  # noqa: F401  (registers the Brax names; Brax itself is imported lazily)
