@@ -24,6 +24,12 @@ critic Q_h, kept as ONE pytree whose leaves have a leading axis of length H. One
 
 ``hybrid=False`` is the NPG baseline (registered as ``npg``): online MC critic, online states only.
 
+Every other env (gymnax CartPole, Pendulum, ...) runs the stationary mode of ``algorithms.hnpg_stationary``
+([R]): one policy and one critic shared over time steps, discounted (gamma 0.99 by default), vectorised
+rollouts, the offline data from ``problem.dataset`` (``dataset=expert`` on the command line). It uses this
+file's policy/critic networks and the pieces below (``npg_actor_step``, ``sampled_advantage``, ...);
+config fields marked [lock] or [stationary] apply to one mode only.
+
 Policies: the ``logits`` lock (continuous 10-vectors) uses an unclipped Gaussian with a state-independent
 log-std (the official code's); discrete actions use a categorical head ([R]). Each seed draws its own
 lock from its key (``redraw_lock``): it lives in ``state.env_params``, which the agent acts on, makes its
@@ -57,18 +63,26 @@ from hybrid_rl.problem import Problem
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """Fields marked [lock] apply only to the per-level mode (combination lock), [stationary] only to the
+    stationary mode of ``algorithms.hnpg_stationary`` (every other env); the rest apply to both."""
+
     num_iterations: int = 300  # NPG iterations (the official code hard-codes 1500)
-    min_online_steps: int = 1000  # online env steps per iteration: ceil(this / H) whole episodes
+    min_online_steps: int = 1000  # online env steps per iteration: [lock] ceil(this / H) whole episodes;
+    # [stationary] ceil(this / num_envs) steps of each of num_envs envs
     hybrid: bool = True  # False: on-policy NPG (online MC critic, online states only)
-    offline: str = "hnpg"  # offline data kind for the lock: hnpg | epsilon | mixed | random
-    offline_episodes: int = 2000  # offline episodes per seed (official: 50,000)
-    offline_epsilon: float = -1.0  # noise of the offline behaviour; < 0 means 1/H
-    gamma: float = 1.0  # finite horizon: undiscounted (the official --gamma flag is unused)
+    offline: str = "hnpg"  # [lock] offline data kind: hnpg | epsilon | mixed | random ([stationary]: dataset=)
+    offline_episodes: int = 2000  # [lock] offline episodes per seed (official: 50,000)
+    offline_epsilon: float = -1.0  # [lock] noise of the offline behaviour; < 0 means 1/H
+    gamma: float = -1.0  # < 0: the mode's default, 1 on the lock (finite horizon; the official --gamma flag
+    # is unused) and 0.99 in the stationary mode
     gae_lambda: float = 0.97
+    critic_lambda: float = 1.0  # [stationary] lambda of the online critic targets (1: Monte-Carlo returns,
+    # bootstrapped with V(s') at a time-limit end and at the end of the rollout); [lock] always MC
+    num_envs: int = 8  # [stationary] parallel envs, stepped on across iterations (like PPO)
     critic_lr: float = 3e-4  # Adam, fresh for every fit (critic_reset_optimizer)
     critic_steps: int = 30  # full-batch steps per level per iteration
     critic_reset_optimizer: bool = True  # official: a new optimizer for every critic fit
-    critic_order: str = "backward"  # "backward" (official) or "jacobi" ([R]: against last iteration's Q_{h+1})
+    critic_order: str = "backward"  # [lock] "backward" (official) or "jacobi" ([R]: last iteration's Q_{h+1})
     value_samples: int = 10  # samples of pi_h in V_h(s) = E_a Q_h(s, a)
     max_kl: float = 0.01
     damping: float = 0.1
@@ -79,7 +93,7 @@ class Config:
     policy_hidden: tuple[int, ...] = (16, 16)
     critic_hidden: tuple[int, ...] = (64, 64)
     init_log_std: float = 0.0
-    redraw_lock: bool = True  # each seed draws its own lock from its key
+    redraw_lock: bool = True  # [lock] each seed draws its own lock from its key
     eval_stochastic: bool = True  # evaluate the stochastic policy (official)
 
 
@@ -142,6 +156,81 @@ def level_slice(tree, h):
     return jax.tree.map(lambda x: x[h], tree)
 
 
+def resolve_gamma(hparams: dict, default: float) -> dict:
+    """``gamma < 0`` in the config means the mode's default (1 on the lock, 0.99 on stationary envs)."""
+    return {**hparams, "gamma": jnp.where(hparams["gamma"] < 0, jnp.float32(default), hparams["gamma"])}
+
+
+# ------------------------------------------------------------------------------------------------
+# Pieces shared by the per-level (lock) and the stationary (hnpg_stationary) modes
+# ------------------------------------------------------------------------------------------------
+
+
+def sampled_value(pi_apply, q_apply, discrete: bool, num_samples: int, key, pi_params, q_params, obs):
+    """V(s) = mean over ``num_samples`` actions a ~ pi(.|s) of Q(s, a)."""
+    out, log_std = pi_apply(pi_params, obs)
+    keys = jax.random.split(key, num_samples)
+    qs = jax.vmap(lambda k: q_apply(q_params, obs, sample(discrete, k, out, log_std)))(keys)
+    return qs.mean(0)
+
+
+def network_fns(pi_net, q_net, features, discrete: bool, value_samples: int):
+    """(pi_apply, q_apply, value): pi(params, obs) -> (out, log_std), Q(params, obs, action) on the action's
+    ``features``, and V(key, pi_params, q_params, obs) = mean of ``value_samples`` samples of Q(s, a ~ pi)."""
+
+    def pi_apply(params, obs):
+        return pi_net.apply(params, obs)
+
+    def q_apply(params, obs, action):
+        return q_net.apply(params, obs, features(action))
+
+    def value(key, pi_params, q_params, obs):
+        return sampled_value(pi_apply, q_apply, discrete, value_samples, key, pi_params, q_params, obs)
+
+    return pi_apply, q_apply, value
+
+
+def sampled_advantage(pi_apply, q_apply, discrete: bool, num_samples: int, key, pi_params, q_params, obs):
+    """A fresh a ~ pi(.|s) per state and its advantage A = Q(s, a) - V(s) (the offline states' actions)."""
+    k1, k2 = jax.random.split(key)
+    out, log_std = pi_apply(pi_params, obs)
+    a = sample(discrete, k1, out, log_std)
+    return a, q_apply(q_params, obs, a) - sampled_value(pi_apply, q_apply, discrete, num_samples, k2, pi_params,
+                                                         q_params, obs)
+
+
+def fit_regression(loss_fn, params, tx, opt_state, steps: int):
+    """``steps`` full-batch optimiser steps on ``loss_fn(params)``; returns (params, opt state, last loss)."""
+
+    def gd(carry, _):
+        p, s = carry
+        loss, g = jax.value_and_grad(loss_fn)(p)
+        upd, s = tx.update(g, s, p)
+        return (optax.apply_updates(p, upd), s), loss
+
+    (params, opt_state), losses = jax.lax.scan(gd, (params, opt_state), None, length=steps)
+    return params, opt_state, losses[-1]
+
+
+def npg_actor_step(pi_apply, discrete: bool, config, hp, pi_params, obs, action, adv):
+    """One TRPO step (``hybrid_rl.onpolicy.trpo_step``) on mean(A pi(a|s) / pi_old(a|s)) with the Fisher
+    of the mean KL(pi_old || pi) over ``obs``; returns (new params, info)."""
+    adv = jax.lax.stop_gradient(adv)
+    old_out, old_ls = jax.lax.stop_gradient(pi_apply(pi_params, obs))
+    old_lp = log_prob(discrete, old_out, old_ls, action)
+
+    def surrogate(p):
+        out, ls = pi_apply(p, obs)
+        return jnp.mean(adv * jnp.exp(log_prob(discrete, out, ls, action) - old_lp))
+
+    def kl(p):
+        out, ls = pi_apply(p, obs)
+        return jnp.mean(kl_divergence(discrete, old_out, old_ls, out, ls))
+
+    return trpo_step(surrogate, kl, pi_params, hp["max_kl"], hp["damping"], config.cg_iters, config.backtracks,
+                     config.accept_ratio, config.check_kl)
+
+
 @struct.dataclass
 class HNPGState:
     policy_params: Any  # leaves (H, ...)
@@ -184,10 +273,9 @@ def fit_critics_backward(critic_apply, critic_params, fit_level, H: int, jacobi:
 def make(config: Config, problem: Problem, name: str = "hnpg") -> Agent:
     env = problem.env
     if not isinstance(env, RichCombinationLock):
-        raise ValueError(
-            f"{name} needs a finite-horizon env with levels (the combination lock, env=comblock...); "
-            f"got {problem.env_name!r}"
-        )
+        from algorithms.hnpg_stationary import make_stationary
+
+        return make_stationary(config, problem, name)
     if config.offline not in OFFLINE_KINDS:
         raise ValueError(f"offline must be one of {OFFLINE_KINDS}, got {config.offline!r}")
     if config.critic_order not in ("backward", "jacobi"):
@@ -229,21 +317,10 @@ def make(config: Config, problem: Problem, name: str = "hnpg") -> Agent:
             offline=offline,
             env_steps=jnp.int32(0),
             key=k_state,
-            hparams=hparams,
+            hparams=resolve_gamma(hparams, 1.0),
         )
 
-    def pi_apply(params, obs):
-        return pi_net.apply(params, obs)
-
-    def q_apply(params, obs, action):
-        return q_net.apply(params, obs, features(action))
-
-    def value(key, pi_params, q_params, obs):
-        """V_h(s) = mean over value_samples actions a ~ pi_h(.|s) of Q_h(s, a)."""
-        out, log_std = pi_apply(pi_params, obs)
-        keys = jax.random.split(key, config.value_samples)
-        qs = jax.vmap(lambda k: q_apply(q_params, obs, sample(discrete, k, out, log_std)))(keys)
-        return qs.mean(0)
+    pi_apply, q_apply, value = network_fns(pi_net, q_net, features, discrete, config.value_samples)
 
     def rollout(key, pi_params, env_params):
         """N whole episodes, synchronous over levels: leaves of the returned batch are (H, N, ...)."""
@@ -302,15 +379,8 @@ def make(config: Config, problem: Problem, name: str = "hnpg") -> Agent:
 
             tx = critic_tx(hp)
             opt0 = tx.init(params_h) if config.critic_reset_optimizer else level_slice(state.critic_opt, h)
-
-            def gd(carry, _):
-                p, s = carry
-                loss, g = jax.value_and_grad(loss_fn)(p)
-                upd, s = tx.update(g, s, p)
-                return (optax.apply_updates(p, upd), s), loss
-
-            (p, _), losses = jax.lax.scan(gd, (params_h, opt0), None, length=config.critic_steps)
-            return p, losses[-1]
+            p, _, loss = fit_regression(loss_fn, params_h, tx, opt0, config.critic_steps)
+            return p, loss
 
         critic_params, critic_losses = fit_critics_backward(
             q_apply, state.critic_params, fit_level, H, jacobi=config.critic_order == "jacobi"
@@ -327,10 +397,7 @@ def make(config: Config, problem: Problem, name: str = "hnpg") -> Agent:
         obs_all, act_all, adv_all = on["obs"], on["action"], adv_on
         if hybrid:
             def offline_adv(k, pp, qp, s):
-                k1, k2 = jax.random.split(k)
-                out, ls = pi_apply(pp, s)
-                a = sample(discrete, k1, out, ls)
-                return a, q_apply(qp, s, a) - value(k2, pp, qp, s)
+                return sampled_advantage(pi_apply, q_apply, discrete, config.value_samples, k, pp, qp, s)
 
             a_off, adv_off = jax.vmap(offline_adv)(jax.random.split(k_adv, H), state.policy_params, critic_params,
                                                    off.obs)
@@ -340,21 +407,9 @@ def make(config: Config, problem: Problem, name: str = "hnpg") -> Agent:
 
         # 7. one TRPO step per level, vmapped over levels
         def actor_level(pp, obs, act, adv):
-            old_out, old_ls = jax.lax.stop_gradient(pi_apply(pp, obs))
-            old_lp = log_prob(discrete, old_out, old_ls, act)
+            return npg_actor_step(pi_apply, discrete, config, hp, pp, obs, act, adv)
 
-            def surrogate(p):
-                out, ls = pi_apply(p, obs)
-                return jnp.mean(adv * jnp.exp(log_prob(discrete, out, ls, act) - old_lp))
-
-            def kl(p):
-                out, ls = pi_apply(p, obs)
-                return jnp.mean(kl_divergence(discrete, old_out, old_ls, out, ls))
-
-            return trpo_step(surrogate, kl, pp, hp["max_kl"], hp["damping"], config.cg_iters, config.backtracks,
-                             config.accept_ratio, config.check_kl)
-
-        policy_params, info = jax.vmap(actor_level)(state.policy_params, obs_all, act_all, jax.lax.stop_gradient(adv_all))
+        policy_params, info = jax.vmap(actor_level)(state.policy_params, obs_all, act_all, adv_all)
         state = state.replace(policy_params=policy_params, critic_params=critic_params, key=key,
                               env_steps=state.env_steps + N * H)
         returns = on["reward"].sum(0)
@@ -398,11 +453,12 @@ def make_npg(config: Config, problem: Problem) -> Agent:
 register(
     AlgorithmSpec(
         name="hnpg",
-        description="HNPG: per-level NPG/TRPO actor, critic fit on online MC returns + offline TD (comb. lock).",
+        description="HNPG: NPG/TRPO actor, critic fit on online MC returns + offline TD (per level on the lock).",
         config_cls=Config,
         make=make,
         traced=TRACED,
-        dataset="none",  # makes its own per-seed offline data from the seed's lock (``offline=`` kind)
+        # the lock: its own per-seed offline data (``offline=`` kind); other envs: needs ``dataset=``
+        dataset="optional",
         action_kinds=("continuous", "discrete"),
         paper="Zhou, Sekhari, Song, Sun, Offline Data Enhanced On-Policy Policy Gradient with Provable Guarantees, ICLR 2024",
     )
@@ -411,7 +467,7 @@ register(
 register(
     AlgorithmSpec(
         name="npg",
-        description="Finite-horizon NPG/TRPO per level with an online Monte-Carlo critic (HNPG with hybrid=False).",
+        description="NPG/TRPO (per level on the lock) with an online Monte-Carlo critic (HNPG with hybrid=False).",
         config_cls=NPGConfig,
         make=make_npg,
         traced=TRACED,
