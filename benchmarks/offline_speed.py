@@ -29,7 +29,7 @@ import numpy as np
 
 from hybrid_rl.algorithm import default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import make_chunk
+from hybrid_rl.runner import init_one_by_one, make_chunk
 from hybrid_rl.types import Transition
 
 
@@ -52,7 +52,7 @@ def time_chunk(algo: str, config, problem, seeds: int, chunk: int, repeats: int)
     run = jax.jit(jax.vmap(make_chunk(agent, problem, phase, chunk, 0)))
     keys = jax.random.split(jax.random.key(0), seeds)
     hp = default_hparams(spec, config)
-    state = jax.jit(jax.vmap(agent.init, in_axes=(0, None)))(keys, hp)
+    state = jax.jit(lambda ks: init_one_by_one(agent.init, ks, hp))(keys)
     t0 = time.perf_counter()
     compiled = run.lower(state, keys).compile()
     compile_s = time.perf_counter() - t0

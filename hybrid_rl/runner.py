@@ -4,8 +4,9 @@ sharded over ``jax.devices()``, with evaluation, metrics, checkpoints and exact 
 Two entry points:
 
 * ``make_train(agent, problem, ...)`` gives a pure ``train(key, hparams)`` for one seed that runs every
-  phase to the end under ``lax.scan`` (no host calls); ``jax.jit(jax.vmap(train))`` is a whole seed sweep
-  in one program, as in PureJaxRL.
+  phase to the end under ``lax.scan`` (no host calls); ``make_seed_sweep`` is the whole seed sweep as one
+  program, as in PureJaxRL (``jax.vmap(train)`` too, but see ``init_one_by_one`` for why the sweep
+  initialises seeds one at a time).
 * ``run(...)`` is the same computation driven chunk by chunk from the host (Stoix's pattern): one jitted
   chunk of iterations plus an evaluation per call, and between calls it writes metrics.csv, shows the
   progress bar, checks for NaN and saves an orbax checkpoint from which a killed run resumes to the same
@@ -104,18 +105,52 @@ def make_chunk(
     return chunk
 
 
+def init_one_by_one(init: Callable, keys: jax.Array, hparams):
+    """``vmap(init)(keys, hparams)`` computed one key after another with ``lax.map``: the same numbers (bit
+    for bit; tested), but never two batched QR decompositions at once. jaxlib 0.10.2's CPU runtime deadlocks
+    (every thread idle on a futex) when a vmapped orthogonal initialiser's batched QRs run side by side on a
+    2-core machine (IQL with 8 seeds and 256-wide layers reproduces it; see ``hybrid_rl/xla_flags.py``).
+    Initialisation is a one-off, so doing it sequentially costs nothing that matters, on any backend."""
+    return jax.lax.map(lambda key: init(key, hparams), keys)
+
+
 def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episodes: int = 10):
     """A pure ``train(key, hparams) -> (final_state, metrics)`` for one seed, every phase to the end.
 
-    ``metrics`` is a list with one dict per phase whose leaves have a leading axis of chunks. Use
-    ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)`` for a seed sweep.
+    ``metrics`` is a list with one dict per phase whose leaves have a leading axis of chunks. For a seed
+    sweep use ``make_seed_sweep`` (the same computation, states initialised with ``init_one_by_one``);
+    ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)`` also works but can deadlock on a CPU with
+    wide orthogonally initialised networks.
     """
-    plans = plan_phases(agent, num_evals)
+    train_from = _make_train_from(agent, problem, num_evals, eval_episodes)
 
     def train(key, hparams):
         # The same key derivation as ``Runner``, so a host-driven run and this pure one agree exactly.
         init_key, eval_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-        state = agent.init(init_key, hparams)
+        return train_from(agent.init(init_key, hparams), eval_key)
+
+    return train
+
+
+def make_seed_sweep(agent: Agent, problem: Problem, num_evals: int = 10, eval_episodes: int = 10):
+    """``sweep(keys, hparams) -> (final_states, metrics)``: ``make_train`` for a batch of seed keys sharing
+    ``hparams``, as one program (``jax.jit`` it): states initialised one seed at a time, trained vmapped."""
+    train_from = _make_train_from(agent, problem, num_evals, eval_episodes)
+
+    def sweep(keys, hparams):
+        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+        eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+        states = init_one_by_one(agent.init, init_keys, hparams)
+        return jax.vmap(train_from)(states, eval_keys)
+
+    return sweep
+
+
+def _make_train_from(agent: Agent, problem: Problem, num_evals: int, eval_episodes: int):
+    """``train_from(state, eval_key)``: every phase from an initialised state, under ``lax.scan``."""
+    plans = plan_phases(agent, num_evals)
+
+    def train_from(state, eval_key):
         outputs = []
         offset = 0
         for plan in plans:
@@ -126,7 +161,7 @@ def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episode
             offset += plan.num_chunks
         return state, outputs
 
-    return train
+    return train_from
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -217,10 +252,12 @@ class Runner:
         self._init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys)
         self._eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
 
-        # Outer vmap: hyper-parameter points (keys shared); inner vmap: seeds (hparams shared).
+        # Outer axis: hyper-parameter points (keys shared); inner axis: seeds (hparams shared). Seeds are
+        # initialised one at a time (``init_one_by_one``: a jaxlib CPU deadlock), hparam points vmapped.
         # axis_size: an algorithm may have no traced hyper-parameter at all.
         self._init = jax.jit(
-            jax.vmap(jax.vmap(agent.init, in_axes=(0, None)), in_axes=(None, 0), axis_size=self.num_hp)
+            jax.vmap(lambda keys, hp: init_one_by_one(agent.init, keys, hp), in_axes=(None, 0),
+                     axis_size=self.num_hp)
         )
         self._chunks = [
             jax.jit(

@@ -9,6 +9,11 @@ it returns in about a second, as does every variant we tried (4 layers, 16 seeds
 scheduler only reorders independent ops to overlap them, which buys little on a 2-core CPU, and the flag
 is ignored by the GPU and TPU backends.
 
+The flag is not the whole fix: 8 IQL seeds with 256-wide layers still deadlock in ``jit(vmap(init))``
+with it. The runner therefore initialises seeds one at a time (``hybrid_rl.runner.init_one_by_one``: the
+same numbers, bit for bit), which avoids every case we found; the flag stays for other programs that
+vmap an orthogonal initialiser.
+
 Importing this module (the ``hybrid_rl``, ``envs``, ``algorithms`` and script packages all do, first)
 appends the flag unless ``XLA_FLAGS`` already names it, so a user's own choice wins.
 """

@@ -23,7 +23,7 @@ import numpy as np
 
 from hybrid_rl.algorithm import default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import make_train, plan_phases
+from hybrid_rl.runner import make_seed_sweep, plan_phases
 
 OUT = pathlib.Path(__file__).resolve().parent
 
@@ -33,8 +33,7 @@ def run_algo(name, config, problem, seeds: int, num_evals: int, eval_episodes: i
     spec = get_algorithm(name)
     agent = spec.make(config, problem)
     hp = default_hparams(spec, config)
-    train = jax.jit(jax.vmap(make_train(agent, problem, num_evals=num_evals, eval_episodes=eval_episodes),
-                             in_axes=(0, None)))
+    train = jax.jit(make_seed_sweep(agent, problem, num_evals=num_evals, eval_episodes=eval_episodes))
     t0 = time.perf_counter()
     _, metrics = train(jax.random.split(jax.random.key(0), seeds), hp)
     jax.block_until_ready(metrics)

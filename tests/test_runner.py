@@ -15,7 +15,8 @@ import pytest
 from algorithms import sac
 from hybrid_rl.algorithm import Agent, Phase, default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import NonFiniteLossError, RunSettings, Runner, make_train, plan_phases
+from hybrid_rl.runner import (NonFiniteLossError, RunSettings, Runner, init_one_by_one, make_seed_sweep, make_train,
+                              plan_phases)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = sac.Config(total_steps=300, warmup_steps=100, hidden_sizes=(16, 16), batch_size=16, buffer_size=300)
@@ -37,6 +38,26 @@ def test_plan_rounds_phases_up_to_whole_chunks():
     agent = Agent(init=None, phases=(Phase("a", None, 10), Phase("b", None, 7), Phase("w", None, 5, num_evals=1)), policy=None)
     plans = plan_phases(agent, num_evals=3)
     assert [(p.chunk_length, p.num_chunks) for p in plans] == [(4, 3), (3, 3), (5, 1)]
+
+
+def test_seeds_initialised_one_by_one_equal_the_vmapped_initialisation_bit_for_bit(pendulum):
+    """``init_one_by_one`` (lax.map: the jaxlib CPU deadlock workaround) changes no number."""
+    config = sac.Config(hidden_sizes=(64, 64), total_steps=300, warmup_steps=100)
+    agent = sac.make(config, pendulum)
+    hp, keys = default_hparams(SPEC, config), jax.random.split(jax.random.key(3), 3)
+    vmapped = jax.jit(jax.vmap(agent.init, in_axes=(0, None)))(keys, hp)
+    one_by_one = jax.jit(lambda ks: init_one_by_one(agent.init, ks, hp))(keys)
+    for a, b in zip(jax.tree.leaves(vmapped.actor.params), jax.tree.leaves(one_by_one.actor.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_seed_sweep_equals_vmapped_make_train(pendulum):
+    agent = sac.make(TINY, pendulum)
+    hp, keys = default_hparams(SPEC, TINY), jax.random.split(jax.random.key(0), 2)
+    _, swept = jax.jit(make_seed_sweep(agent, pendulum, num_evals=2, eval_episodes=2))(keys, hp)
+    _, vmapped = jax.jit(jax.vmap(make_train(agent, pendulum, num_evals=2, eval_episodes=2), in_axes=(0, None)))(keys, hp)
+    for a, b in zip(jax.tree.leaves(swept), jax.tree.leaves(vmapped)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_pure_train_equals_host_run_and_seeds_differ(pendulum):
