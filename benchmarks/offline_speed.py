@@ -8,10 +8,12 @@
 2. MOORL's cost per env step as a ratio to SAC's (both 2x256, batch 256, UTD 1 for SAC; MOORL with K inner
    updates), on Pendulum with a small offline set, one seed, steady state (compile excluded).
 
-Measured on the shared 2-core CPU (load average 4-13 from other jobs, so noisy): IQL 1 seed 156-191
-updates/s on the 1M set (161 on a 1k set: the dataset's size does not matter); the 8-seed row did not
-finish in three tries (the process sat in a futex wait at ~8% CPU for 3-7 minutes, also with a 100k set:
-an open problem, see the issue). MOORL (K=2) / SAC (UTD 1) per env step: 7.9 / 6.5 ms = 1.23.
+Measured on the idle 2-core CPU (2026-11-25, defaults): IQL on the 1M set, 1 seed 277 updates/s; 8 seeds
+61 updates/s per seed, 492 in all (earlier the 8-seed row hung in a jaxlib CPU deadlock in the vmapped
+initialisation; seeds are now initialised one at a time, see ``hybrid_rl.runner.init_one_by_one``). Under
+load (average 4-13) the 1-seed row gave 156-191 updates/s, and the dataset's size does not matter (161 on
+a 1k set). MOORL (K=2) / SAC (UTD 1) per env step: 3.87 / 2.04 ms = 1.90 (K inner updates plus the
+meta-step, against one update); 1.23 under load earlier.
 
 The dataset's env is irrelevant offline (IQL with online_steps=0 never steps it); a Pendulum problem is
 re-shaped to 11-d observations and 3-d actions to carry the synthetic data.
