@@ -17,12 +17,11 @@ import jax
 
 from hybrid_rl.algorithm import default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import make_train
+from hybrid_rl.runner import make_seed_sweep
 
 
 def _time_train(agent, problem, hp, num_seeds: int):
-    train = make_train(agent, problem, num_evals=1, eval_episodes=0)
-    fn = jax.jit(jax.vmap(train, in_axes=(0, None)))
+    fn = jax.jit(make_seed_sweep(agent, problem, num_evals=1, eval_episodes=0))
     keys = jax.random.split(jax.random.key(0), num_seeds)
     t0 = time.perf_counter()
     compiled = fn.lower(keys, hp).compile()

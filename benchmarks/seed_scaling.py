@@ -1,7 +1,7 @@
 """Time for N vmapped seeds vs 1 seed, in one compiled program: ``python -m benchmarks.seed_scaling``.
 
-For each seed count it builds the algorithm's pure ``train`` (``hybrid_rl.runner.make_train``), jits
-``vmap(train)`` over seeds, and reports compile time and steady run time (best of ``--repeats``), the
+For each seed count it builds the algorithm's pure seed sweep (``hybrid_rl.runner.make_seed_sweep``: seeds
+initialised one at a time, trained vmapped), jits it, and reports compile time and steady run time (best of ``--repeats``), the
 env steps per second summed over seeds, and the ratio time(N seeds) / time(1 seed): well under N means
 vmapping seeds is paying off.
 """
@@ -15,7 +15,7 @@ import jax
 
 from hybrid_rl.algorithm import default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import make_train
+from hybrid_rl.runner import make_seed_sweep
 
 
 def measure(algo: str, env: str, seeds: int, overrides: dict, repeats: int, num_evals: int):
@@ -23,7 +23,7 @@ def measure(algo: str, env: str, seeds: int, overrides: dict, repeats: int, num_
     config = spec.config_cls(**overrides)
     problem = build_problem(env)
     agent = spec.make(config, problem)
-    train = jax.jit(jax.vmap(make_train(agent, problem, num_evals=num_evals, eval_episodes=5), in_axes=(0, None)))
+    train = jax.jit(make_seed_sweep(agent, problem, num_evals=num_evals, eval_episodes=5))
     keys = jax.random.split(jax.random.key(0), seeds)
     hp = default_hparams(spec, config)
     t0 = time.perf_counter()
