@@ -6,6 +6,10 @@ steps after a ~5 s compile on a 2-core CPU), and HNPG iterations/s on the combin
 
 Times are wall-clock on whatever machine runs it (compile = lower + compile of the whole jitted train;
 run = the compiled call, no evaluation episodes). Prints a table; asserts nothing.
+
+Measured on the idle 2-core CPU (2026-11-26): PPO 1 seed 500k steps 2.07 s after a 3.7 s compile (16 seeds
+26.1 s); HNPG, 20 iterations: H = 10 1 seed 28.6 it/s, 8 seeds 4.88 it/s; H = 50 1 seed 14.4 it/s, 8 seeds
+2.27 it/s; compile 14-19 s.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ def main(argv=None):
     ap.add_argument("--run-horizons", type=int, nargs="+", default=None,
                     help="run only these of --horizons (partial reruns; results of the others are absent)")
     ap.add_argument("--labels", nargs="+", default=None, help="run only these curves (e.g. NPG Hy-Q)")
+    ap.add_argument("--out", default=str(OUT / "hnpg_comblock"), help="output path without extension (.json, .png)")
     ap.add_argument("--reuse", action="store_true",
                     help="load curves saved by earlier runs (paper_figures/hnpg_comblock_runs/) instead of rerunning")
     args = ap.parse_args(argv)
@@ -112,7 +113,7 @@ def main(argv=None):
             curves[(H, label)] = (steps, succ)
             results["runs"][f"H={H} {label}"] = {"final_success_per_seed": succ[:, -1].tolist(),
                                                  "online_steps": int(steps[-1]), "seconds": round(sec, 1)}
-            (OUT / "hnpg_comblock.json").write_text(json.dumps(results, indent=1, default=float))
+            pathlib.Path(args.out + ".json").write_text(json.dumps(results, indent=1, default=float))
             print(f"H={H:3d} {label:20s} final success {succ[:, -1].mean():.2f} "
                   f"(per seed {np.round(succ[:, -1], 2).tolist()}) after {steps[-1]} steps, {sec:.0f} s", flush=True)
         if not args.no_rlpd:
@@ -133,7 +134,7 @@ def main(argv=None):
     claims = {}
     big = [H for H in args.horizons if H >= 10]
     done = [H for H in args.horizons if f"H={H} HNPG" in runs]
-    claims["D1a"] = {f"H={H}": bool(fin(f"H={H} NPG").mean() < 0.1) for H in big if H in done}
+    claims["D1a"] = {f"H={H}": bool(fin(f"H={H} NPG").mean() < 0.1) for H in big if H in done and f"H={H} NPG" in runs}
     claims["D1b"] = {f"H={H}": bool((fin(f"H={H} HNPG") > 0.8).mean() >= 0.8) for H in done}
     claims["D1c"] = {}
     for H in done:
@@ -141,7 +142,7 @@ def main(argv=None):
         others = {k: fin(f"H={H} {k}").mean() for k in ("Hy-Q", "RLPD") if f"H={H} {k}" in runs}
         claims["D1c"][f"H={H}"] = {"hnpg": h, **others, "holds": bool(all(h > v for v in others.values()))}
     Hr = args.horizons[1]
-    if Hr in done:
+    if Hr in done and f"H={Hr} HNPG (random data)" in runs and f"H={Hr} NPG" in runs:
         r, n = fin(f"H={Hr} HNPG (random data)"), fin(f"H={Hr} NPG")
         lo, hi = bootstrap_ci(n[:, None])
         claims["D1d"] = {f"H={Hr}": {"hnpg_random": float(r.mean()), "npg": float(n.mean()),
@@ -150,7 +151,7 @@ def main(argv=None):
     results["claims"] = claims
     print(json.dumps(claims, indent=1, default=float))
     print(f"total {results['total_seconds']:.0f} s")
-    (OUT / "hnpg_comblock.json").write_text(json.dumps(results, indent=1, default=float))
+    pathlib.Path(args.out + ".json").write_text(json.dumps(results, indent=1, default=float))
 
     import matplotlib
 
@@ -175,8 +176,8 @@ def main(argv=None):
         ax.set_ylim(-0.02, 1.02)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(OUT / "hnpg_comblock.png", dpi=120)
-    print(f"wrote {OUT / 'hnpg_comblock.png'}")
+    fig.savefig(args.out + ".png", dpi=120)
+    print(f"wrote {args.out}.png")
 
 
 if __name__ == "__main__":

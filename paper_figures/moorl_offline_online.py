@@ -98,6 +98,7 @@ def main():
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--reps", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--algos", default="", help="comma-separated subset of labels (default: all)")
+    parser.add_argument("--out", default=str(OUT / "moorl_offline_online"), help="output path without extension")
     args = parser.parse_args()
 
     from hybrid_rl.datasets.builder import get_or_build_dataset
@@ -164,11 +165,11 @@ def main():
     ax.set_title(f"F1: {', '.join(':'.join(t) for t in tasks)}; {args.seeds} seeds")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(OUT / "moorl_offline_online.png", dpi=120)
+    fig.savefig(args.out + ".png", dpi=120)
 
     result = {"args": vars(args), "grid": grid.tolist(), "iqm_ci": curves, "claims": claims,
               "runtime_s": runtime, "per_seed_curves": raw}
-    (OUT / "moorl_offline_online.json").write_text(json.dumps(result, indent=1))
+    pathlib.Path(args.out + ".json").write_text(json.dumps(result, indent=1))
     for name, c in claims.items():
         print(f"{name}: {'HELD' if c['held'] else 'NOT HELD'}: {c['statement']}: "
               f"{ {k: v for k, v in c.items() if k not in ('statement', 'held')} }")
