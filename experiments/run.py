@@ -308,9 +308,13 @@ def check_overrides(argv: list[str]) -> str | None:
 
 def _force_dict_keys(argv: list[str]) -> list[str]:
     """``env.kwargs.X=v`` and ``hp_sweep.X=[...]`` become ``++...``: these are free-form dicts, and Hydra
-    would otherwise insist on a leading ``+`` for every key that is not there yet."""
+    would otherwise insist on a leading ``+`` for every key that is not there yet. ``env.X=v`` (X not
+    ``name``/``kwargs``) is short for ``env.kwargs.X=v``: ``env=comblock env.horizon=20``."""
     out = []
     for arg in argv:
+        key = arg.lstrip("+").split("=", 1)[0]
+        if key.startswith("env.") and key.split(".")[1] not in ("name", "kwargs") and "=" in arg:
+            arg = "env.kwargs." + arg.lstrip("+")[len("env."):]  # env.horizon=20: an env parameter
         if arg.startswith(("env.kwargs.", "hp_sweep.", "+env.kwargs.", "+hp_sweep.")) and "=" in arg:
             arg = "++" + arg.lstrip("+")
         out.append(arg)

@@ -119,3 +119,10 @@ def test_total_steps_sets_the_env_step_budget_of_two_phase_algorithms():
         assert config.online_steps == 123 and config.offline_steps == cls().offline_steps
         config = _apply_total_steps(name, cls(), 77, phase="offline")
         assert config.offline_steps == 77 and config.online_steps == cls().online_steps
+
+
+def test_env_parameter_shortcut_means_env_kwargs():
+    from experiments.run import _force_dict_keys
+
+    assert _force_dict_keys(["env=comblock", "env.horizon=20", "env.name=x", "env.kwargs.noise=0.1"]) == [
+        "env=comblock", "++env.kwargs.horizon=20", "env.name=x", "++env.kwargs.noise=0.1"]
