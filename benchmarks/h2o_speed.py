@@ -27,6 +27,7 @@ import jax
 from algorithms import h2o, sac
 from hybrid_rl.algorithm import default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
+from hybrid_rl.runner import init_one_by_one
 
 
 def real_data_file(directory: str, size: int = 10_000) -> str:
@@ -52,9 +53,8 @@ def measure(name: str, config, problem, seeds: int, iterations: int, repeats: in
     phase = agent.phases[-1]
     hparams = default_hparams(spec, config)
     keys = jax.random.split(jax.random.key(0), seeds)
-    # Seeds are initialised one after the other (lax.map): on a 2-core CPU, jaxlib 0.10 deadlocks when two
-    # batched QR decompositions (the orthogonal initialisers of vmapped seeds) run at once.
-    state = jax.jit(lambda ks: jax.lax.map(lambda k: agent.init(k, hparams), ks))(keys)
+    # Seeds one at a time (init_one_by_one): the jaxlib CPU deadlock in vmapped orthogonal initialisers.
+    state = jax.jit(lambda ks: init_one_by_one(agent.init, ks, hparams))(keys)
 
     def run(state):
         return jax.lax.scan(lambda s, _: phase.iteration(s), state, None, length=iterations)[0]

@@ -114,6 +114,17 @@ def init_one_by_one(init: Callable, keys: jax.Array, hparams):
     return jax.lax.map(lambda key: init(key, hparams), keys)
 
 
+def init_grid(init: Callable, keys: jax.Array, hparams, num_hp: int):
+    """States for a (hyper-parameter point, seed) grid, leaves shaped (num_hp, num_seeds, ...): every pair
+    initialised one after another, as in ``init_one_by_one`` (vmapping over the points would batch the QRs
+    again). ``hparams`` leaves have a leading axis of ``num_hp``; the points share the seeds' keys."""
+    num_seeds = keys.shape[0]
+    flat_keys = jnp.concatenate([keys] * num_hp)  # point-major: (p0 s0, p0 s1, ..., p1 s0, ...)
+    flat_hparams = jax.tree.map(lambda x: jnp.repeat(x, num_seeds, axis=0), hparams)
+    states = jax.lax.map(lambda pair: init(*pair), (flat_keys, flat_hparams))
+    return jax.tree.map(lambda x: x.reshape((num_hp, num_seeds) + x.shape[1:]), states)
+
+
 def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episodes: int = 10):
     """A pure ``train(key, hparams) -> (final_state, metrics)`` for one seed, every phase to the end.
 
@@ -122,7 +133,7 @@ def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episode
     ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)`` also works but can deadlock on a CPU with
     wide orthogonally initialised networks.
     """
-    train_from = _make_train_from(agent, problem, num_evals, eval_episodes)
+    train_from = make_train_from(agent, problem, num_evals, eval_episodes)
 
     def train(key, hparams):
         # The same key derivation as ``Runner``, so a host-driven run and this pure one agree exactly.
@@ -135,7 +146,7 @@ def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episode
 def make_seed_sweep(agent: Agent, problem: Problem, num_evals: int = 10, eval_episodes: int = 10):
     """``sweep(keys, hparams) -> (final_states, metrics)``: ``make_train`` for a batch of seed keys sharing
     ``hparams``, as one program (``jax.jit`` it): states initialised one seed at a time, trained vmapped."""
-    train_from = _make_train_from(agent, problem, num_evals, eval_episodes)
+    train_from = make_train_from(agent, problem, num_evals, eval_episodes)
 
     def sweep(keys, hparams):
         init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
@@ -146,8 +157,9 @@ def make_seed_sweep(agent: Agent, problem: Problem, num_evals: int = 10, eval_ep
     return sweep
 
 
-def _make_train_from(agent: Agent, problem: Problem, num_evals: int, eval_episodes: int):
-    """``train_from(state, eval_key)``: every phase from an initialised state, under ``lax.scan``."""
+def make_train_from(agent: Agent, problem: Problem, num_evals: int, eval_episodes: int):
+    """``train_from(state, eval_key)``: every phase from an initialised state, under ``lax.scan`` (the body
+    of ``make_train`` and ``make_seed_sweep``; use it with ``init_grid`` for a hyper-parameter grid)."""
     plans = plan_phases(agent, num_evals)
 
     def train_from(state, eval_key):
@@ -252,13 +264,9 @@ class Runner:
         self._init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys)
         self._eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
 
-        # Outer axis: hyper-parameter points (keys shared); inner axis: seeds (hparams shared). Seeds are
-        # initialised one at a time (``init_one_by_one``: a jaxlib CPU deadlock), hparam points vmapped.
-        # axis_size: an algorithm may have no traced hyper-parameter at all.
-        self._init = jax.jit(
-            jax.vmap(lambda keys, hp: init_one_by_one(agent.init, keys, hp), in_axes=(None, 0),
-                     axis_size=self.num_hp)
-        )
+        # Outer axis: hyper-parameter points (keys shared); inner axis: seeds (hparams shared). Every
+        # (point, seed) is initialised one at a time (``init_grid``: a jaxlib CPU deadlock).
+        self._init = jax.jit(lambda keys, hp: init_grid(agent.init, keys, hp, self.num_hp))
         self._chunks = [
             jax.jit(
                 jax.vmap(jax.vmap(make_chunk(agent, problem, p.phase, p.chunk_length, settings.eval_episodes)))

@@ -44,12 +44,11 @@ import pathlib
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from hybrid_rl.algorithm import default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import hparam_grid, make_chunk, plan_phases
+from hybrid_rl.runner import hparam_grid, init_grid, make_train_from, plan_phases
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -88,30 +87,16 @@ def method_config(name: str, steps: int):
 
 def init_and_train(agent, problem, num_evals: int, eval_episodes: int):
     """``program(keys, hparams) -> (state, metrics per phase)``: ``runner.make_train`` for a (hparam point, seed)
-    grid, with the same key derivation, except that the states are initialised one after the other with
-    ``lax.map``: on this 2-core CPU jaxlib 0.10 deadlocks when batched QR decompositions (the orthogonal
-    initialisers of vmapped seeds, 64x64 and up) run concurrently."""
-    plans = plan_phases(agent, num_evals)
-    chunks = [make_chunk(agent, problem, p.phase, p.chunk_length, eval_episodes) for p in plans]
-
-    def run(state, eval_key):
-        outputs, offset = [], 0
-        for plan, chunk in zip(plans, chunks):
-            keys = jax.vmap(lambda i: jax.random.fold_in(eval_key, i))(offset + jnp.arange(plan.num_chunks))
-            state, metrics = jax.lax.scan(chunk, state, keys)
-            outputs.append(metrics)
-            offset += plan.num_chunks
-        return state, outputs
+    grid, with the same key derivation; states initialised one (point, seed) at a time (``runner.init_grid``:
+    jaxlib 0.10 deadlocks on this 2-core CPU when vmapped orthogonal initialisers' batched QRs run together)."""
+    train_from = make_train_from(agent, problem, num_evals, eval_episodes)
 
     def program(keys, hparams):
-        num_hp, num_seeds = jax.tree.leaves(hparams)[0].shape[0], keys.shape[0]
+        num_hp = jax.tree.leaves(hparams)[0].shape[0]
         init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
         eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-        flat_keys = jnp.tile(init_keys, num_hp)
-        flat_hp = jax.tree.map(lambda x: jnp.repeat(x, num_seeds), hparams)
-        states = jax.lax.map(lambda args: agent.init(*args), (flat_keys, flat_hp))
-        states = jax.tree.map(lambda x: x.reshape((num_hp, num_seeds) + x.shape[1:]), states)
-        return jax.vmap(jax.vmap(run), in_axes=(0, None))(states, eval_keys)
+        states = init_grid(agent.init, init_keys, hparams, num_hp)
+        return jax.vmap(jax.vmap(train_from), in_axes=(0, None))(states, eval_keys)
 
     return jax.jit(program)
 

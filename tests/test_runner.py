@@ -15,8 +15,8 @@ import pytest
 from algorithms import sac
 from hybrid_rl.algorithm import Agent, Phase, default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import (NonFiniteLossError, RunSettings, Runner, init_one_by_one, make_seed_sweep, make_train,
-                              plan_phases)
+from hybrid_rl.runner import (NonFiniteLossError, RunSettings, Runner, hparam_grid, init_grid, init_one_by_one,
+                              make_seed_sweep, make_train, plan_phases)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = sac.Config(total_steps=300, warmup_steps=100, hidden_sizes=(16, 16), batch_size=16, buffer_size=300)
@@ -49,6 +49,15 @@ def test_seeds_initialised_one_by_one_equal_the_vmapped_initialisation_bit_for_b
     one_by_one = jax.jit(lambda ks: init_one_by_one(agent.init, ks, hp))(keys)
     for a, b in zip(jax.tree.leaves(vmapped.actor.params), jax.tree.leaves(one_by_one.actor.params)):
         np.testing.assert_array_equal(a, b)
+    # A (point, seed) grid: point p, seed s is the same state as init(keys[s], hparams of point p).
+    grid, _ = hparam_grid(hp, {"actor_lr": [1e-3, 3e-4]})
+    states = jax.jit(lambda ks: init_grid(agent.init, ks, grid, 2))(keys)
+    for p in range(2):
+        point = jax.tree.map(lambda x: x[p], grid)
+        expected = jax.jit(jax.vmap(agent.init, in_axes=(0, None)))(keys, point)
+        for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(jax.tree.map(lambda x: x[p], states))):
+            if not jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_seed_sweep_equals_vmapped_make_train(pendulum):
