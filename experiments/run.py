@@ -30,13 +30,22 @@ class UserError(Exception):
     """Bad input: printed as one line, never a traceback."""
 
 
+def _is_two_phase(config) -> bool:
+    """Offline pre-training then fine-tuning (iql, cal_ql): the config has offline_steps and online_steps."""
+    return hasattr(config, "offline_steps") and hasattr(config, "online_steps")
+
+
+def _names_env(overrides) -> bool:
+    """Whether the command-line overrides choose an env (``env=...``, ``+env=...``, ``~env``...)."""
+    return any(o.split("=", 1)[0].lstrip("+~") == "env" for o in overrides)
+
+
 def _apply_total_steps(algo_name: str, config, total_steps, phase=None):
     if total_steps is None:
         return config
-    two_phase = hasattr(config, "offline_steps") and hasattr(config, "online_steps")
     if phase == "offline":
         fields = ("offline_steps",)
-    elif two_phase:  # offline pre-training then fine-tuning (iql, cal_ql): the budget counts env steps
+    elif _is_two_phase(config):  # the budget counts env steps, not the offline pre-training
         fields = ("online_steps",)
     else:
         fields = ("total_steps", "num_steps")
@@ -121,7 +130,7 @@ def _apply_phase(algo_name: str, config, phase: Optional[str], has_simulator: bo
     """``phase=offline`` (or a problem with no simulator): the algorithm's online steps become 0."""
     if phase is not None and phase not in PHASES:
         raise UserError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
-    two_phase = hasattr(config, "offline_steps") and hasattr(config, "online_steps")
+    two_phase = _is_two_phase(config)
     if phase is not None and not two_phase:
         raise UserError(f"algo {algo_name!r} has no offline and online phases: phase={phase} works with algorithms "
                         "that have offline_steps and online_steps (iql, cal_ql)")
@@ -244,7 +253,7 @@ def main(cfg: DictConfig) -> None:
             return
         hydra_cfg = HydraConfig.get()
         out_dir = pathlib.Path(cfg.out_dir) if cfg.out_dir else pathlib.Path(hydra_cfg.runtime.output_dir)
-        env_given = any(o.split("=", 1)[0].lstrip("+~") == "env" for o in hydra_cfg.overrides.task)
+        env_given = _names_env(hydra_cfg.overrides.task)
         train_from_config(cfg, out_dir, env_given=env_given)
     except (UserError, DatasetError, ValueError, KeyError, FileNotFoundError, FloatingPointError, ImportError) as err:
         print(_one_line_error(err), file=sys.stderr)
@@ -350,7 +359,7 @@ def _algo_key_shortcuts(argv: list[str]) -> list[str]:
 
 def _dataset_env_dir(argv: list[str]) -> str | None:
     """The run directory's env part for ``dataset=<file>`` with no ``env=``: its D4RL task or file stem."""
-    if any(a.split("=", 1)[0].lstrip("+~") == "env" for a in argv if "=" in a):
+    if _names_env(a for a in argv if "=" in a):
         return None
     paths = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0].lstrip("+") == "dataset" and "=" in a]
     if not paths or not pathlib.Path(paths[-1]).expanduser().is_file():
