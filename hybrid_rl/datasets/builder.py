@@ -14,7 +14,8 @@ Every file stores the normalisation references ``metadata/ref_min_return`` (the 
 return) and ``metadata/ref_max_return`` (the expert's), plus ``metadata/algorithm``, ``kind``, ``env``,
 ``recipe`` (the recipe as JSON), ``recipe_hash`` and a few build facts.
 
-Policy sources (``policy=``; ``auto`` picks the first that applies, in this order):
+Policy sources (``policy=``; ``auto`` picks the first that applies, in this order, except for the envs named
+in ``SCRIPTED_BEFORE_SAC``, where it takes the scripted expert first):
 
 * ``oracle``: an exact optimal policy for envs whose model we know (combination locks, finite MDPs, the
   linear MDP). The expert data is that policy with epsilon-greedy noise epsilon = 1/H by default (HNPG's
@@ -25,8 +26,11 @@ Policy sources (``policy=``; ``auto`` picks the first that applies, in this orde
   medium-replay = the SAC replay buffer up to the medium checkpoint (actions mapped back to env units).
   The checkpoints and the buffer are cached beside the datasets (``<data_dir>/policies/*.npz``), so the
   kinds of one env train SAC once.
-* ``scripted``: the hand-written experts of ``envs.scripted_experts`` (cartpole, pendulum and their real
-  sim/real variants).
+* ``scripted``: the hand-written experts of ``envs.scripted_experts`` (cartpole, pendulum,
+  mountaincar_continuous, reacher, and the sim/real variants named after them). ``auto`` takes them before
+  SAC for exactly ``mountaincar_continuous`` (SAC learns to do nothing there) and ``reacher`` (no measured
+  SAC budget; the scripted expert is within ~1.5% of open-loop trajectory optimisation); the sim/real
+  variants (``mountaincar_continuous_power_0.5x``) keep SAC under ``auto``.
 
 For sources without a training run (oracle, scripted) medium is the expert made epsilon-greedy, with
 epsilon picked from a grid so that its return is closest to the 1/3 target, and medium-replay is a
@@ -81,7 +85,7 @@ DATA_DIR_ENV = "HYBRID_RL_DATA_DIR"
 #   from 20k steps returns about -160; training takes 20-40 s.
 # - mountaincar_continuous: 50k steps (65 s) converge to "do nothing" (return about -0.7, random -33),
 #   never reaching the goal (+90 for a solving policy): plain SAC does not explore enough there, so its
-#   "expert" is not one. Kept as a starting point; treat those datasets with care.
+#   "expert" is not one. Kept for policy=sac only; auto uses the scripted expert (SCRIPTED_BEFORE_SAC).
 # Everything else gets DEFAULT_SAC_BUDGET, not measured.
 SAC_BUDGETS: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "pendulum": (20_000, 1_000, (64, 64)),
@@ -89,6 +93,9 @@ SAC_BUDGETS: dict[str, tuple[int, int, tuple[int, ...]]] = {
 }
 DEFAULT_SAC_BUDGET = (100_000, 5_000, (256, 256))
 DEFAULT_NUM_CHECKPOINTS = 80
+
+# Envs (exact names) whose scripted expert ``policy=auto`` takes before SAC (see "Policy sources" above).
+SCRIPTED_BEFORE_SAC = ("mountaincar_continuous", "reacher")
 
 # Epsilons tried for the epsilon-greedy medium policy of scripted/oracle sources (0 = expert, 1 = random).
 EPSILON_GRID = tuple(float(x) for x in np.linspace(0.0, 1.0, 41))
@@ -333,7 +340,11 @@ def available_policies(env: str, action_kind: Optional[str] = None) -> list[str]
         from envs.registry import get_env_spec
 
         action_kind = get_env_spec(env).action_kind
-    return [name for name in _AUTO_ORDER if _find_source(name, env, action_kind) is not None]
+    names = [name for name in _AUTO_ORDER if _find_source(name, env, action_kind) is not None]
+    if env in SCRIPTED_BEFORE_SAC and "scripted" in names:
+        names.remove("scripted")
+        names.insert(0, "scripted")
+    return names
 
 
 def _no_source_message(env: str, action_kind: str) -> str:
