@@ -42,6 +42,8 @@ def configs(args) -> dict[str, tuple[str, dict]]:
         "IQL": ("iql", dict(offline_steps=args.offline_steps, online_steps=steps, **net)),
         "Cal-QL": ("cal_ql", dict(offline_steps=args.offline_steps, online_steps=steps, **net)),
         "MOORL": ("moorl", dict(total_steps=steps, **net)),
+        # The same MOORL with spec 6.1's plain SAC critic instead of the LayerNorm one (our [R] default).
+        "MOORL, SAC critic": ("moorl", dict(total_steps=steps, critic_layer_norm=False, **net)),
         "MOORL eta=1 K=1": ("moorl", dict(total_steps=steps, inner_steps=1, eta_meta=1.0, **net)),
         "alternating SAC": ("moorl", dict(total_steps=steps, inner_steps=1, meta_learning=False, **net)),
     }
@@ -87,7 +89,8 @@ def iqm_with_ci(scores: dict[str, np.ndarray], reps: int):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="pendulum:medium_replay,pendulum:medium")
+    parser.add_argument("--tasks", default="pendulum:medium,pendulum:medium_replay,mountaincar_continuous:medium,"
+                        "mountaincar_continuous:medium_replay,reacher:medium,reacher:medium_replay")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--online-steps", type=int, default=6_000)
     parser.add_argument("--offline-steps", type=int, default=3_000)
@@ -99,7 +102,14 @@ def main():
     parser.add_argument("--reps", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--algos", default="", help="comma-separated subset of labels (default: all)")
     parser.add_argument("--out", default=str(OUT / "moorl_offline_online"), help="output path without extension")
+    parser.add_argument("--replot", default="", help="a JSON this script wrote: redo its figure and claims only")
     args = parser.parse_args()
+    if args.replot:
+        result = json.loads(pathlib.Path(args.replot).read_text())
+        # Older files have no "tasks" list; their curve keys are "env:kind:label".
+        result.setdefault("tasks", list(dict.fromkeys(":".join(k.split(":", 2)[:2]) for k in result["per_seed_curves"])))
+        finish(result, args.replot.removesuffix(".json"), args.reps)
+        return
 
     from hybrid_rl.datasets.builder import get_or_build_dataset
 
@@ -125,16 +135,33 @@ def main():
             print(f"{env}:{kind:<14} {label:<17} final normalized {final.mean():7.1f} +- {final.std():5.1f} "
                   f"({time.time() - t0:5.0f} s)", flush=True)
 
-    # (runs, tasks, points) per algorithm; IQM over runs x tasks at each point.
-    stacked = {k: np.stack(v, axis=1) for k, v in per_task.items()}
-    curves = {k: [iqm_with_ci({k: v[:, :, i]}, args.reps)[k] for i in range(len(grid))] for k, v in stacked.items()}
-    early = int(np.searchsorted(grid, 0.2 * args.online_steps, side="right")) - 1
-    early = max(early, 1)
+    result = {"args": vars(args), "tasks": [":".join(t) for t in tasks], "grid": grid.tolist(),
+              "per_seed_curves": raw, "runtime_s": time.time() - t_start}
+    finish(result, args.out, args.reps)
 
+
+def summarise(result: dict, reps: int):
+    """IQM and 95% CIs per method at each grid point: over runs x tasks ("all") and per task."""
+    grid, tasks = np.array(result["grid"]), result["tasks"]
+    labels = list(dict.fromkeys(k.split(":", 2)[2] for k in result["per_seed_curves"]))
+    # (runs, tasks, points) per method; the aggregate is the IQM over runs x tasks at each point.
+    stacked = {lab: np.stack([on_grid(result["per_seed_curves"][f"{t}:{lab}"], grid) for t in tasks], axis=1)
+               for lab in labels}
+    summary = {"all": {lab: [iqm_with_ci({lab: v[:, :, i]}, reps)[lab] for i in range(len(grid))]
+                       for lab, v in stacked.items()}}
+    for ti, task in enumerate(tasks):
+        summary[task] = {lab: [iqm_with_ci({lab: v[:, ti:ti + 1, i]}, reps)[lab] for i in range(len(grid))]
+                         for lab, v in stacked.items()}
+    return stacked, summary
+
+
+def claims_of(grid, stacked, curves) -> dict:
+    """F1a-F1c on the aggregate curves (``curves``: label -> [(iqm, lo, hi)] per grid point)."""
+    early = max(int(np.searchsorted(grid, 0.2 * grid[-1], side="right")) - 1, 1)
     claims = {}
-    sac_early = curves["SAC (scratch)"][early][0] if "SAC (scratch)" in curves else None
     hybrid = [k for k in ("MOORL", "RLPD", "Cal-QL", "IQL") if k in curves]
-    if sac_early is not None:
+    if "SAC (scratch)" in curves:
+        sac_early = curves["SAC (scratch)"][early][0]
         margins = {k: curves[k][early][0] - sac_early for k in hybrid}
         claims["F1a"] = {"statement": f"every hybrid method beats SAC from scratch at {grid[early]:.0f} online steps "
                                       f"(<= 20% of the budget), IQM", "margins": margins,
@@ -147,33 +174,54 @@ def main():
         diff = float(np.abs(stacked["MOORL eta=1 K=1"] - stacked["alternating SAC"]).max())
         claims["F1c"] = {"statement": "MOORL (eta_meta=1, K=1) matches the alternating-SAC ablation",
                          "max_abs_normalized_difference": diff, "held": bool(diff < 1e-3)}
-    runtime = time.time() - t_start
+    return claims
 
+
+def plot(grid, summary: dict, title: str, path: str):
+    """One panel for the aggregate over tasks, then one per task (IQM and 95% CI)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, pts in curves.items():
-        if label == "alternating SAC":
-            continue
-        iqm = np.array([p[0] for p in pts])
-        lo, hi = np.array([p[1] for p in pts]), np.array([p[2] for p in pts])
-        style = "--" if label == "MOORL eta=1 K=1" else "-"
-        ax.plot(grid, iqm, style, label=label)
-        ax.fill_between(grid, lo, hi, alpha=0.15)
-    ax.set_xlabel("online env steps")
-    ax.set_ylabel("normalized return (IQM, 95% CI)")
-    ax.set_title(f"F1: {', '.join(':'.join(t) for t in tasks)}; {args.seeds} seeds")
-    ax.legend(fontsize=8)
+    panels = ["all"] if len(summary) == 2 else list(summary)  # one task: its panel would repeat "all"
+    cols = min(len(panels), 4)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        for label, pts in summary[panel].items():
+            if label == "alternating SAC":  # identical to "MOORL eta=1 K=1" (F1c); drawn dashed once
+                continue
+            iqm = np.array([p[0] for p in pts])
+            lo, hi = np.array([p[1] for p in pts]), np.array([p[2] for p in pts])
+            ax.plot(grid, iqm, "--" if label == "MOORL eta=1 K=1" else "-", label=label)
+            ax.fill_between(grid, lo, hi, alpha=0.15)
+        ax.set_title("IQM over all tasks" if panel == "all" else panel, fontsize=9)
+        ax.set_xlabel("online env steps")
+        ax.set_ylabel("normalized return")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(args.out + ".png", dpi=120)
+    fig.savefig(path, dpi=110)
 
-    result = {"args": vars(args), "grid": grid.tolist(), "iqm_ci": curves, "claims": claims,
-              "runtime_s": runtime, "per_seed_curves": raw}
-    pathlib.Path(args.out + ".json").write_text(json.dumps(result, indent=1))
-    for name, c in claims.items():
+
+def finish(result: dict, out: str, reps: int):
+    """Summaries, claims, the figure and the JSON from per-seed curves (a fresh run or --replot)."""
+    grid = np.array(result["grid"])
+    stacked, summary = summarise(result, reps)
+    result["iqm_ci"] = summary["all"]
+    result["iqm_ci_per_task"] = {k: v for k, v in summary.items() if k != "all"}
+    result["claims"] = claims_of(grid, stacked, summary["all"])
+    seeds = len(next(iter(result["per_seed_curves"].values())))
+    plot(grid, summary, f"F1: {len(result['tasks'])} task(s), {seeds} seeds; 100 = builder expert, 0 = random",
+         out + ".png")
+    pathlib.Path(out + ".json").write_text(json.dumps(result, indent=1))
+    for task, curves in summary.items():
+        finals = ", ".join(f"{lab} {pts[-1][0]:.1f}" for lab, pts in curves.items())
+        print(f"final IQM [{task}]: {finals}")
+    for name, c in result["claims"].items():
         print(f"{name}: {'HELD' if c['held'] else 'NOT HELD'}: {c['statement']}: "
               f"{ {k: v for k, v in c.items() if k not in ('statement', 'held')} }")
-    print(f"runtime {runtime:.0f} s")
+    print(f"runtime {result['runtime_s']:.0f} s")
 
 
 if __name__ == "__main__":
