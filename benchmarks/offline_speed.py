@@ -15,6 +15,12 @@ load (average 4-13) the 1-seed row gave 156-191 updates/s, and the dataset's siz
 a 1k set). MOORL (K=2) / SAC (UTD 1) per env step: 3.87 / 2.04 ms = 1.90 (K inner updates plus the
 meta-step, against one update); 1.23 under load earlier.
 
+2026-11-26, idle, after MOORL's critic became the LayerNorm one: IQL 470 updates/s (1 seed, 100k set).
+Per env step: SAC 2.01 ms, SAC with a LayerNorm critic 4.42, MOORL K=2 with LayerNorm 9.45 (13.2 in one
+noisier run), MOORL K=2 plain 4.0-4.2: MOORL / SAC is 2.0 at equal critics and 4.7 against plain SAC. On
+this CPU LayerNorm about doubles an update's cost (XLA CPU's normalisation reductions; a bare 2-critic
+forward+backward goes 0.75 -> 1.17 ms), a cost RLPD pays too.
+
 The dataset's env is irrelevant offline (IQL with online_steps=0 never steps it); a Pendulum problem is
 re-shaped to 11-d observations and 3-d actions to carry the synthetic data.
 """
@@ -103,10 +109,18 @@ def main():
     moorl_config = get_algorithm("moorl").config_cls(total_steps=10 * args.chunk, hidden_sizes=hidden,
                                                      inner_steps=args.moorl_k)
     _, t_sac = time_chunk("sac", sac_config, small, 1, args.chunk, args.repeats)
+    _, t_sac_ln = time_chunk("sac", dataclasses.replace(sac_config, critic_layer_norm=True), small, 1, args.chunk,
+                             args.repeats)
     _, t_moorl = time_chunk("moorl", moorl_config, small, 1, args.chunk, args.repeats)
-    print(f"SAC (UTD 1):        {1e3 * t_sac / args.chunk:.3f} ms/env step")
-    print(f"MOORL (K={args.moorl_k}):        {1e3 * t_moorl / args.chunk:.3f} ms/env step")
-    print(f"ratio MOORL / SAC:  {t_moorl / t_sac:.2f}")
+    # MOORL's default critic has LayerNorm and SAC's has not: the plain-critic row separates that cost.
+    plain = dataclasses.replace(moorl_config, critic_layer_norm=False)
+    _, t_plain = time_chunk("moorl", plain, small, 1, args.chunk, args.repeats)
+    print(f"SAC (UTD 1):                         {1e3 * t_sac / args.chunk:.3f} ms/env step")
+    print(f"SAC (UTD 1, LayerNorm critic):       {1e3 * t_sac_ln / args.chunk:.3f} ms/env step")
+    print(f"MOORL (K={args.moorl_k}, LayerNorm critic):      {1e3 * t_moorl / args.chunk:.3f} ms/env step  "
+          f"ratio to SAC {t_moorl / t_sac:.2f}")
+    print(f"MOORL (K={args.moorl_k}, plain critic as SAC's): {1e3 * t_plain / args.chunk:.3f} ms/env step  "
+          f"ratio to SAC {t_plain / t_sac:.2f}")
 
 
 if __name__ == "__main__":

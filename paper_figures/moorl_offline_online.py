@@ -3,8 +3,10 @@ for MOORL, RLPD, Cal-QL (offline pre-training, then online), IQL (same) and SAC 
 95% stratified-bootstrap CIs over seeds x tasks (rliable), plus the eta_meta = 1, K = 1 MOORL run against
 the alternating-SAC ablation (F1c).
 
-    python -m paper_figures.moorl_offline_online                  # the CPU default (see README.md)
-    python -m paper_figures.moorl_offline_online --seeds 8 --online-steps 20000 --tasks pendulum:medium_replay,pendulum:medium
+    python -m paper_figures.moorl_offline_online      # the CPU default: 3 tasks x {medium, medium-replay}, 4k steps
+    python -m paper_figures.moorl_offline_online --tasks reacher:medium,reacher:medium_replay --online-steps 15000 \
+        --num-evals 5 --out paper_figures/moorl_offline_online_reacher
+    python -m paper_figures.moorl_offline_online --replot paper_figures/moorl_offline_online.json   # figure only
 
 Tasks are env:dataset-kind pairs; datasets come from the builder (cached under data/). Scores are
 normalized with the random and expert returns stored in each dataset's metadata (100 = expert).
@@ -92,12 +94,12 @@ def main():
     parser.add_argument("--tasks", default="pendulum:medium,pendulum:medium_replay,mountaincar_continuous:medium,"
                         "mountaincar_continuous:medium_replay,reacher:medium,reacher:medium_replay")
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--online-steps", type=int, default=6_000)
-    parser.add_argument("--offline-steps", type=int, default=3_000)
+    parser.add_argument("--online-steps", type=int, default=4_000)
+    parser.add_argument("--offline-steps", type=int, default=2_000)
     parser.add_argument("--dataset-size", type=int, default=20_000)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--num-evals", type=int, default=6)
+    parser.add_argument("--num-evals", type=int, default=4)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--reps", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--algos", default="", help="comma-separated subset of labels (default: all)")
