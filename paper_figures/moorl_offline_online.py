@@ -121,7 +121,6 @@ def main():
         labels = {k: v for k, v in labels.items() if k in args.algos.split(",")}
     tasks = [t.split(":") for t in args.tasks.split(",")]
     grid = np.linspace(0, args.online_steps, args.num_evals + 1)
-    per_task: dict[str, list[np.ndarray]] = {k: [] for k in labels}
     raw: dict = {}
     for env, kind in tasks:
         path = get_or_build_dataset(env, kind.replace("_", "-"), args.dataset_size, data_dir="data")
@@ -131,9 +130,8 @@ def main():
         for label, (algo, overrides) in labels.items():
             t0 = time.time()
             curves = run_one(algo, overrides, problem, args.seeds, args.num_evals, args.eval_episodes)
-            per_task[label].append(on_grid(curves, grid))
             raw[f"{env}:{kind}:{label}"] = curves
-            final = per_task[label][-1][:, -1]
+            final = on_grid(curves, grid)[:, -1]
             print(f"{env}:{kind:<14} {label:<17} final normalized {final.mean():7.1f} +- {final.std():5.1f} "
                   f"({time.time() - t0:5.0f} s)", flush=True)
 
