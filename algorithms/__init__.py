@@ -1,10 +1,80 @@
-"""One file per algorithm; importing this package registers all of them (hybrid_rl.algorithm.register)."""
+"""The algorithms: one module per algorithm, family cores in ``_``-prefixed modules, and the table below.
+
+``ALGORITHMS`` maps each name to its ``AlgorithmSpec``. It is the only list of algorithms: the catalog
+(``experiments/catalog.py``) looks names up in it, the README's algorithm table and the registry-wide smoke
+test are generated from it. To add an algorithm, write its module (docs/adding_an_algorithm.md) and add its
+``SPEC`` here.
+"""
 
 import hybrid_rl.xla_flags  # noqa: F401  (first: XLA flags must be set before JAX starts its backend)
-from algorithms import bc, rlpd, sac  # noqa: F401
-from algorithms import cql, darc, h2o  # noqa: F401  (after sac/rlpd: they build on them)
-from algorithms import hnpg, hyq, ppo  # noqa: F401  (on-policy: issue 7)
-from algorithms import ucbvi, demo_regularized, optimistic_ac, lsvi_ucb  # noqa: F401  (tabular/linear theory: issue 5)
-from algorithms import ucrl2, ucrl2_restarts, sw_ucrl2, rbocpd_ucrl2  # noqa: F401  (UCRL2 family, tabular)
-from algorithms import iql, moorl  # noqa: F401  (offline-to-online: issue 9)
-from algorithms import cal_ql  # noqa: F401  (offline-to-online: issue 9)
+from algorithms import (
+    bc,
+    cal_ql,
+    cql,
+    darc,
+    demo_regularized,
+    h2o,
+    hnpg,
+    hyq,
+    iql,
+    lsvi_ucb,
+    moorl,
+    optimistic_ac,
+    ppo,
+    rbocpd_ucrl2,
+    rlpd,
+    sac,
+    sw_ucrl2,
+    ucbvi,
+    ucrl2,
+    ucrl2_restarts,
+)
+from hybrid_rl.algorithm import AlgorithmSpec
+
+
+def _table(*specs: AlgorithmSpec) -> dict[str, AlgorithmSpec]:
+    table: dict[str, AlgorithmSpec] = {}
+    for spec in specs:
+        if spec.name in table:
+            raise ValueError(f"algorithm {spec.name!r} is in the table twice")
+        table[spec.name] = spec
+    return table
+
+
+ALGORITHMS: dict[str, AlgorithmSpec] = _table(
+    # Online deep RL and the offline/hybrid baselines built on SAC
+    sac.SPEC,
+    rlpd.SPEC,
+    bc.SPEC,
+    cql.SPEC,
+    iql.SPEC,
+    cal_ql.SPEC,
+    moorl.SPEC,
+    # Simulator + real data (H2O's setting)
+    h2o.SPEC_H2O,
+    h2o.SPEC_H2O_NAIVE,
+    darc.SPEC_DARC,
+    darc.SPEC_SAC_SIM,
+    darc.SPEC_RLPD_SIM,
+    # Policy gradient and the combination lock
+    ppo.SPEC,
+    hnpg.SPEC_HNPG,
+    hnpg.SPEC_NPG,
+    hyq.SPEC,
+    # Tabular and linear theory (finite horizon)
+    ucbvi.SPEC_UCBVI,
+    ucbvi.SPEC_UCBVI_ENT,
+    demo_regularized.SPEC_DEMO_REGULARIZED,
+    demo_regularized.SPEC_BC_TABULAR,
+    demo_regularized.SPEC_DEMO_REGULARIZED_RLHF,
+    demo_regularized.SPEC_DEMO_REGULARIZED_LINEAR,
+    optimistic_ac.SPEC_OPTIMISTIC_AC,
+    optimistic_ac.SPEC_OPTIMISTIC_AC_LINEAR,
+    lsvi_ucb.SPEC,
+    # Average reward, stationary and piecewise-stationary (UCRL2 family)
+    ucrl2.SPEC,
+    ucrl2_restarts.SPEC_UCRL2_RESTARTS,
+    ucrl2_restarts.SPEC_ORACLE_UCRL2,
+    sw_ucrl2.SPEC,
+    rbocpd_ucrl2.SPEC,
+)

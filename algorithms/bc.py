@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import dataset_sample
 from hybrid_rl.networks import MLP, CategoricalPolicy, TanhGaussianPolicy, tanh_gaussian_mode
 from hybrid_rl.problem import Problem
@@ -99,14 +99,13 @@ def make(config: Config, problem: Problem) -> Agent:
     )
 
 
-register(
-    AlgorithmSpec(
-        name="bc",
-        description="Behaviour cloning from an offline dataset (tanh-Gaussian, deterministic or categorical).",
-        config_cls=Config,
-        make=make,
-        traced=("lr",),
-        dataset="required",
-        action_kinds=("continuous", "discrete"),
-    )
+SPEC = AlgorithmSpec(
+    name="bc",
+    description="Behaviour cloning from an offline dataset (tanh-Gaussian, deterministic or categorical).",
+    config_cls=Config,
+    make=make,
+    traced=("lr",),
+    dataset="required",
+    action_kinds=("continuous", "discrete"),
+    budget=Budget("num_steps", "grad_steps"),
 )

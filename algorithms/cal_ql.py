@@ -45,8 +45,8 @@ import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
-from algorithms import sac
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from algorithms import _sac_core as sac
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import ReplayBuffer
 from hybrid_rl.problem import Problem
 from hybrid_rl.training import adam, polyak
@@ -327,15 +327,14 @@ def make(config: Config, problem: Problem) -> Agent:
     return Agent(init=init, phases=tuple(phases), policy=policy)
 
 
-register(
-    AlgorithmSpec(
-        name="cal_ql",
-        description="Cal-QL: CQL whose push-down on policy actions is bounded below by the Monte-Carlo return-to-go; offline then online 50/50.",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="required",
-        action_kinds=("continuous",),
-        paper="Nakamoto, Zhai, Singh, Sobol Mark, Ma, Finn, Kumar, Levine. Cal-QL. NeurIPS 2023",
-    )
+SPEC = AlgorithmSpec(
+    name="cal_ql",
+    description="Cal-QL: CQL whose push-down on policy actions is bounded below by the Monte-Carlo return-to-go; offline then online 50/50.",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="required",
+    action_kinds=("continuous",),
+    paper="Nakamoto, Zhai, Singh, Sobol Mark, Ma, Finn, Kumar, Levine. Cal-QL. NeurIPS 2023",
+    budget=Budget("online_steps", "env_steps", offline_field="offline_steps"),
 )

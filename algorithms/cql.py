@@ -34,8 +34,8 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from algorithms import h2o, sac
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from algorithms import _sac_core as sac
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import dataset_sample
 from hybrid_rl.problem import Problem
 from hybrid_rl.training import adam
@@ -130,7 +130,7 @@ def make(config: Config, problem: Problem, name: str = "cql") -> Agent:
     def init(key, hparams) -> CQLState:
         lagrange = TrainState.create(apply_fn=None, params={"log_alpha_prime": jnp.float32(0.0)},
                                      tx=adam(hparams["cql_alpha_lr"]))
-        return h2o.strong_types(CQLState(sac=base.init(key, hparams), log_alpha_prime=lagrange))
+        return sac.strong_types(CQLState(sac=base.init(key, hparams), log_alpha_prime=lagrange))
 
     def iteration(state: CQLState):
         s = state.sac
@@ -173,15 +173,14 @@ def make(config: Config, problem: Problem, name: str = "cql") -> Agent:
     )
 
 
-register(
-    AlgorithmSpec(
-        name="cql",
-        description="CQL(H): SAC + importance-sampled logsumexp conservative penalty, offline (fixed or Lagrange alpha).",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="required",
-        action_kinds=("continuous",),
-        paper="Kumar, Zhou, Tucker, Levine. Conservative Q-Learning for Offline RL. NeurIPS 2020",
-    )
+SPEC = AlgorithmSpec(
+    name="cql",
+    description="CQL(H): SAC + importance-sampled logsumexp conservative penalty, offline (fixed or Lagrange alpha).",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="required",
+    action_kinds=("continuous",),
+    paper="Kumar, Zhou, Tucker, Levine. Conservative Q-Learning for Offline RL. NeurIPS 2020",
+    budget=Budget("total_steps", "grad_steps"),
 )

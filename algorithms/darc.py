@@ -6,7 +6,7 @@ likely under the sim than under the real dynamics:
     r~(s, a, s') = r + eta * dr(s, a, s'),
     dr = log p(real|s,a,s') - log p(sim|s,a,s') - log p(real|s,a) + log p(sim|s,a) = l_sas,0 - l_sas,1
 
-with the two classifiers of ``algorithms/h2o.py`` (p(.|s,a) = softmax(l_sa), p(.|s,a,s') = softmax(l_sas +
+with the two classifiers of ``algorithms/_sim.py`` (p(.|s,a) = softmax(l_sa), p(.|s,a,s') = softmax(l_sas +
 l_sa); the D_sa terms cancel), trained one step per env step on real vs sim transitions (summed
 cross-entropies, input noise). Everything else is SAC (``algorithms/sac.py``) on sim transitions only.
 
@@ -32,8 +32,9 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from algorithms import h2o, rlpd, sac
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, register
+from algorithms import _sac_core as sac
+from algorithms import _sim
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget
 from hybrid_rl.buffers import buffer_sample, dataset_sample
 from hybrid_rl.problem import Problem
 
@@ -55,8 +56,8 @@ TRACED = sac.TRACED + ("darc_eta", "disc_lr", "sim_shift")
 
 def reward_correction(disc: TrainState, batch) -> jax.Array:
     """dr(s, a, s') = l_sas,0 - l_sas,1 = log P_real(s'|s,a) / P_sim(s'|s,a) (classifier estimate, no noise)."""
-    _, l_sas = h2o.discriminator_logits(disc.apply_fn, disc.params, batch.obs, batch.action, batch.next_obs)
-    return jax.lax.stop_gradient(h2o.log_dynamics_ratio(l_sas))
+    _, l_sas = _sim.discriminator_logits(disc.apply_fn, disc.params, batch.obs, batch.action, batch.next_obs)
+    return jax.lax.stop_gradient(_sim.log_dynamics_ratio(l_sas))
 
 
 @struct.dataclass
@@ -66,20 +67,20 @@ class DARCState:
 
 
 def make(config: Config, problem: Problem, name: str = "darc") -> Agent:
-    h2o.require_sim(problem, name)
-    real = h2o.flat_dataset(problem, name)
+    _sim.require_sim(problem, name)
+    real = _sim.flat_dataset(problem, name)
     if config.offline_fraction != 0.0:
         raise ValueError(f"{name} learns from sim transitions only (offline_fraction must be 0); "
                          "the real data trains the classifiers")
-    to_sim = lambda hparams: h2o.sim_problem(problem, hparams["sim_shift"])  # noqa: E731
+    to_sim = lambda hparams: _sim.sim_problem(problem, hparams["sim_shift"])  # noqa: E731
     base = sac.make(config, problem, name=name, env_problem=to_sim)
     target_entropy = -config.target_entropy_scale * problem.action_dim
     warmup = base.phases[0]
 
     def init(key, hparams) -> DARCState:
         k_sac, k_disc = jax.random.split(key)
-        disc = h2o.init_discriminator(k_disc, config, problem.obs_dim, problem.action_dim, hparams["disc_lr"])
-        return h2o.strong_types(DARCState(sac=base.init(k_sac, hparams), discriminator=disc))
+        disc = _sim.init_discriminator(k_disc, config, problem.obs_dim, problem.action_dim, hparams["disc_lr"])
+        return sac.strong_types(DARCState(sac=base.init(k_sac, hparams), discriminator=disc))
 
     def warmup_iteration(state: DARCState):
         s, metrics = warmup.iteration(state.sac)
@@ -88,7 +89,7 @@ def make(config: Config, problem: Problem, name: str = "darc") -> Agent:
     def update(state: DARCState, key):
         s, disc = state.sac, state.discriminator
         k_dr, k_ds, k_dn, k_critic, k_actor = jax.random.split(key, 5)
-        disc, disc_metrics = h2o.update_discriminators(
+        disc, disc_metrics = _sim.update_discriminators(
             disc, k_dn, dataset_sample(real, k_dr, config.disc_batch_size),
             buffer_sample(s.buffer, k_ds, config.disc_batch_size), config.disc_noise_std,
         )
@@ -129,17 +130,16 @@ def make(config: Config, problem: Problem, name: str = "darc") -> Agent:
     )
 
 
-register(
-    AlgorithmSpec(
-        name="darc",
-        description="DARC: SAC in the sim with reward + log P_real/P_sim(s'|s,a) from two classifiers (real data).",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="required",
-        action_kinds=("continuous",),
-        paper="Eysenbach et al. Off-Dynamics RL: Training for Transfer with Domain Classifiers. ICLR 2021",
-    )
+SPEC_DARC = AlgorithmSpec(
+    name="darc",
+    description="DARC: SAC in the sim with reward + log P_real/P_sim(s'|s,a) from two classifiers (real data).",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="required",
+    action_kinds=("continuous",),
+    paper="Eysenbach et al. Off-Dynamics RL: Training for Transfer with Domain Classifiers. ICLR 2021",
+    budget=Budget("total_steps", "env_steps", warmup_field="warmup_steps"),
 )
 
 
@@ -154,45 +154,43 @@ class SimSACConfig(sac.Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class SimRLPDConfig(rlpd.Config):
+class SimRLPDConfig(sac.RLPDConfig):
     sim_shift: float = -1.0  # the sim's shift magnitude; < 0: the pair's registered value
 
 
 def make_sac_sim(config: SimSACConfig, problem: Problem) -> Agent:
-    h2o.require_sim(problem, "sac_sim")
+    _sim.require_sim(problem, "sac_sim")
     return sac.make(config, problem, name="sac_sim",
-                    env_problem=lambda hparams: h2o.sim_problem(problem, hparams["sim_shift"]))
+                    env_problem=lambda hparams: _sim.sim_problem(problem, hparams["sim_shift"]))
 
 
 def make_rlpd_sim(config: SimRLPDConfig, problem: Problem) -> Agent:
-    h2o.require_sim(problem, "rlpd_sim")
-    h2o.flat_dataset(problem, "rlpd_sim")  # the real data is required (clear error if missing)
+    _sim.require_sim(problem, "rlpd_sim")
+    _sim.flat_dataset(problem, "rlpd_sim")  # the real data is required (clear error if missing)
     return sac.make(config, problem, name="rlpd_sim",
-                    env_problem=lambda hparams: h2o.sim_problem(problem, hparams["sim_shift"]))
+                    env_problem=lambda hparams: _sim.sim_problem(problem, hparams["sim_shift"]))
 
 
-register(
-    AlgorithmSpec(
-        name="sac_sim",
-        description="SAC trained online in the simulator of a sim/real pair, evaluated in the real env.",
-        config_cls=SimSACConfig,
-        make=make_sac_sim,
-        traced=sac.TRACED + ("sim_shift",),
-        dataset="optional",
-        action_kinds=("continuous",),
-        paper="H2O's SAC-sim baseline (Niu et al., NeurIPS 2022)",
-    )
+SPEC_SAC_SIM = AlgorithmSpec(
+    name="sac_sim",
+    description="SAC trained online in the simulator of a sim/real pair, evaluated in the real env.",
+    config_cls=SimSACConfig,
+    make=make_sac_sim,
+    traced=sac.TRACED + ("sim_shift",),
+    dataset="optional",
+    action_kinds=("continuous",),
+    paper="H2O's SAC-sim baseline (Niu et al., NeurIPS 2022)",
+    budget=Budget("total_steps", "env_steps", warmup_field="warmup_steps"),
 )
 
-register(
-    AlgorithmSpec(
-        name="rlpd_sim",
-        description="RLPD with the real dataset as offline data and the simulator as its online env.",
-        config_cls=SimRLPDConfig,
-        make=make_rlpd_sim,
-        traced=sac.TRACED + ("sim_shift",),
-        dataset="required",
-        action_kinds=("continuous",),
-        paper="Ball et al. ICML 2023, run as a sim+real baseline of H2O's figure",
-    )
+SPEC_RLPD_SIM = AlgorithmSpec(
+    name="rlpd_sim",
+    description="RLPD with the real dataset as offline data and the simulator as its online env.",
+    config_cls=SimRLPDConfig,
+    make=make_rlpd_sim,
+    traced=sac.TRACED + ("sim_shift",),
+    dataset="required",
+    action_kinds=("continuous",),
+    paper="Ball et al. ICML 2023, run as a sim+real baseline of H2O's figure",
+    budget=Budget("total_steps", "env_steps", warmup_field="warmup_steps"),
 )

@@ -44,7 +44,7 @@ the empirical reward (transitions are still explored online); the KL to ``pi^BC`
 Linear MDPs (``demo_regularized_linear``, spec 2.3 step 1 and 2.5 **[R]**): a log-linear clone
 ``pi^BC_h(a|s) = (1 - bc_mix) softmax_a(theta_h^T phi(s,a)) + bc_mix / A`` fitted per step ``h`` by L2-regularised
 multinomial logistic regression (``bc_steps`` Adam steps, convex; ``bc_mix`` = the uniform mixing weight, default
-0 as the spec asks), then LSVI-UCB with the soft backup toward ``pi^BC`` (:func:`algorithms.lsvi_ucb.lsvi` with
+0 as the spec asks), then LSVI-UCB with the soft backup toward ``pi^BC`` (:func:`algorithms._linear.lsvi` with
 ``lam``): ``Qup_h = min(H-h, w_h^T phi + beta ||phi||_{Lambda_h^{-1}})``, ``Vup_h = lam log sum_a pi^BC exp(Qup/lam)``;
 the output is the soft-optimal policy of the bonus-free ridge model. ``lam`` rule: ``epsilon N^E / (3 d H)``.
 
@@ -65,7 +65,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax.scipy.special import xlogy
 
-from algorithms.ucbvi import (
+from algorithms._tabular import (
     TabularModel,
     bonus,
     empirical_model,
@@ -76,7 +76,7 @@ from algorithms.ucbvi import (
     tabular_model,
 )
 from hybrid_rl import tabular
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.problem import Problem
 
 EXPERTS = ("eps_greedy", "softmax")
@@ -344,10 +344,10 @@ class LinearDemoState:
 
 
 def make_linear(config: LinearConfig, problem: Problem) -> Agent:
-    from algorithms import lsvi_ucb
+    from algorithms import _linear as lsvi_ucb
 
     model, phi = lsvi_ucb.linear_setup(problem, config.features, "demo_regularized_linear")
-    H, S, A, K = model.H, model.S, model.A, config.episodes
+    H, S, K = model.H, model.S, config.episodes
     d = phi.shape[-1]
     v_star = model.v_star
     pi_e = expert_policy(model, config.expert, config.expert_eps, config.expert_temperature)
@@ -407,55 +407,51 @@ def make_bc(config: BCConfig, problem: Problem) -> Agent:
     return dataclasses.replace(agent, phases=(dataclasses.replace(phase, iteration=iteration),))
 
 
-register(
-    AlgorithmSpec(
-        name="demo_regularized",
-        description="Demonstration-regularized BPI: add-kappa BC, then optimistic soft VI with a KL penalty to BC (tabular).",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024",
-        evaluation=False,
-    )
+SPEC_DEMO_REGULARIZED = AlgorithmSpec(
+    name="demo_regularized",
+    description="Demonstration-regularized BPI: add-kappa BC, then optimistic soft VI with a KL penalty to BC (tabular).",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024",
+    evaluation=False,
+    budget=Budget("episodes", "env_steps", counts_iterations=True),
 )
-register(
-    AlgorithmSpec(
-        name="demo_regularized_rlhf",
-        description="Demonstration-regularized RLHF: BC, Bradley-Terry reward MLE from BC trajectory pairs, KL-to-BC optimistic soft VI.",
-        config_cls=RLHFConfig,
-        make=make_rlhf,
-        traced=TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024 (RLHF section)",
-        evaluation=False,
-    )
+SPEC_DEMO_REGULARIZED_RLHF = AlgorithmSpec(
+    name="demo_regularized_rlhf",
+    description="Demonstration-regularized RLHF: BC, Bradley-Terry reward MLE from BC trajectory pairs, KL-to-BC optimistic soft VI.",
+    config_cls=RLHFConfig,
+    make=make_rlhf,
+    traced=TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024 (RLHF section)",
+    evaluation=False,
+    budget=Budget("episodes", "env_steps", counts_iterations=True),
 )
-register(
-    AlgorithmSpec(
-        name="demo_regularized_linear",
-        description="Demonstration-regularized RL on linear MDPs: log-linear BC, soft LSVI-UCB toward it, bonus-free soft output.",
-        config_cls=LinearConfig,
-        make=make_linear,
-        traced=LINEAR_TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024 (linear MDPs)",
-        evaluation=False,
-    )
+SPEC_DEMO_REGULARIZED_LINEAR = AlgorithmSpec(
+    name="demo_regularized_linear",
+    description="Demonstration-regularized RL on linear MDPs: log-linear BC, soft LSVI-UCB toward it, bonus-free soft output.",
+    config_cls=LinearConfig,
+    make=make_linear,
+    traced=LINEAR_TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024 (linear MDPs)",
+    evaluation=False,
+    budget=Budget("episodes", "env_steps", counts_iterations=True),
 )
-register(
-    AlgorithmSpec(
-        name="bc_tabular",
-        description="Tabular behaviour cloning with the add-kappa floor from N^E expert demos (exact suboptimality).",
-        config_cls=BCConfig,
-        make=make_bc,
-        traced=BC_TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024 (BC stage)",
-        evaluation=False,
-    )
+SPEC_BC_TABULAR = AlgorithmSpec(
+    name="bc_tabular",
+    description="Tabular behaviour cloning with the add-kappa floor from N^E expert demos (exact suboptimality).",
+    config_cls=BCConfig,
+    make=make_bc,
+    traced=BC_TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="Tiapkin et al., Demonstration-Regularized RL, ICLR 2024 (BC stage)",
+    evaluation=False,
+    budget=Budget("episodes", "env_steps", counts_iterations=True),
 )

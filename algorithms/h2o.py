@@ -43,23 +43,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from flax.training.train_state import TrainState
 
-from algorithms import sac
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from algorithms import _sac_core as sac
+from algorithms._sac_core import strong_types
+from algorithms._sim import (
+    discriminator_logits,
+    flat_dataset,
+    init_discriminator,
+    log_dynamics_ratio,
+    require_sim,
+    sim_problem,
+    update_discriminators,
+)
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import buffer_sample, dataset_sample, offline_batch_split, sample_mixed
-from hybrid_rl.networks import MLP
 from hybrid_rl.problem import Problem
-from hybrid_rl.training import adam
-from hybrid_rl.types import Transition
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,86 +98,9 @@ TRACED = sac.TRACED + ("disc_lr", "beta", "sim_shift")
 # ------------------------------------------------------------------------------------------------
 
 
-def require_sim(problem: Problem, name: str) -> None:
-    if problem.sim_env is None:
-        from envs.registry import list_envs
-
-        pairs = [n for n, s in list_envs().items() if s.make_sim is not None]
-        raise ValueError(
-            f"{name} needs a sim/real env pair; env {problem.env_name!r} has no simulator "
-            f"(pairs: {', '.join(pairs)})"
-        )
-
-
-def sim_problem(problem: Problem, shift) -> Problem:
-    """``problem`` with the simulator as its env. ``shift`` (may be traced) sets the pair's shift magnitude
-    (``envs.sim_real.with_shift``); a negative value keeps the registered sim value."""
-    params = problem.sim_params
-    if hasattr(params, "shift_field"):  # envs.sim_real pairs; other simulators are used as registered
-        from envs.sim_real import shift_value, with_shift
-
-        params = with_shift(params, jnp.where(shift < 0, shift_value(params), shift))
-    return dataclasses.replace(problem, env=problem.sim_env, env_params=params)
-
-
 # ------------------------------------------------------------------------------------------------
 # Discriminators
 # ------------------------------------------------------------------------------------------------
-
-
-class BoundedClassifier(nn.Module):
-    """MLP with 2 outputs (real, sim) squashed to [-bound, bound] by bound * tanh."""
-
-    hidden_sizes: Sequence[int] = (256, 256)
-    bound: float = 2.0
-
-    @nn.compact
-    def __call__(self, x):
-        return self.bound * jnp.tanh(MLP(self.hidden_sizes, 2)(x))
-
-
-def discriminator_logits(apply_fn, params, obs, action, next_obs):
-    """(l_sa, l_sas), each (..., 2): D_sa on [s, a] and D_sas on [s, a, s']."""
-    l_sa = apply_fn(params["sa"], jnp.concatenate([obs, action], axis=-1))
-    l_sas = apply_fn(params["sas"], jnp.concatenate([obs, action, next_obs], axis=-1))
-    return l_sa, l_sas
-
-
-def classifier_losses(l_sa_real, l_sas_real, l_sa_sim, l_sas_sim):
-    """(L_sa, L_sas): cross-entropies with the real (class 0) and sim (class 1) terms summed; the (s, a, s')
-    classifier's probabilities are softmax(l_sas + l_sa) (DARC's construction)."""
-    chex.assert_equal_shape([l_sa_real, l_sas_real])
-    chex.assert_equal_shape([l_sa_sim, l_sas_sim])
-    log_p = jax.nn.log_softmax
-    loss_sa = -jnp.mean(log_p(l_sa_real)[..., 0]) - jnp.mean(log_p(l_sa_sim)[..., 1])
-    loss_sas = -jnp.mean(log_p(l_sas_real + l_sa_real)[..., 0]) - jnp.mean(log_p(l_sas_sim + l_sa_sim)[..., 1])
-    return loss_sa, loss_sas
-
-
-def discriminator_loss(params, apply_fn, real: Transition, sim: Transition, key, noise_std):
-    """L_sa + L_sas on noisy inputs; aux: (L_sa, L_sas)."""
-    keys = jax.random.split(key, 6)
-    noisy = lambda k, x: x + noise_std * jax.random.normal(k, x.shape)  # noqa: E731
-    l_sa_r, l_sas_r = discriminator_logits(
-        apply_fn, params, noisy(keys[0], real.obs), noisy(keys[1], real.action), noisy(keys[2], real.next_obs)
-    )
-    l_sa_s, l_sas_s = discriminator_logits(
-        apply_fn, params, noisy(keys[3], sim.obs), noisy(keys[4], sim.action), noisy(keys[5], sim.next_obs)
-    )
-    loss_sa, loss_sas = classifier_losses(l_sa_r, l_sas_r, l_sa_s, l_sas_s)
-    return loss_sa + loss_sas, (loss_sa, loss_sas)
-
-
-def update_discriminators(disc: TrainState, key, real: Transition, sim: Transition, noise_std):
-    (_, (loss_sa, loss_sas)), grads = jax.value_and_grad(discriminator_loss, has_aux=True)(
-        disc.params, disc.apply_fn, real, sim, key, noise_std
-    )
-    return disc.apply_gradients(grads=grads), {"disc_sa_loss": loss_sa, "disc_sas_loss": loss_sas}
-
-
-def log_dynamics_ratio(l_sas):
-    """log P_real(s'|s,a) / P_sim(s'|s,a) = l_sas,0 - l_sas,1 (the D_sa logits cancel)."""
-    return l_sas[..., 0] - l_sas[..., 1]
 
 
 def clipped_log_ratio(l_sas, clip_min: float, clip_max: float):
@@ -228,37 +156,6 @@ def bellman_weights(log_w, n_real: int):
 class H2OState:
     sac: sac.SACState  # actor, twin critics, temperature, the SIM buffer and the SIM env's state
     discriminator: TrainState  # params {"sa": D_sa, "sas": D_sas}
-
-
-def flat_dataset(problem: Problem, name: str) -> Transition:
-    if problem.dataset is None:
-        raise ValueError(
-            f"{name} needs the real offline dataset: pass dataset=<path to a D4RL-layout .hdf5 of the real env> "
-            "(make one with `python -m experiments.make_dataset`)"
-        )
-    data = problem.dataset
-    return data.replace(obs=problem.flat_obs(data.obs), next_obs=problem.flat_obs(data.next_obs))
-
-
-def strong_types(tree):
-    """Drops JAX's weak types from a freshly initialised state (gymnax resets leave some, e.g. Pendulum's
-    ``last_u``), so the first chunk and the later ones see the same input types and compile once."""
-    def strong(x):
-        if not hasattr(x, "dtype") or jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return x
-        return jnp.asarray(x, dtype=x.dtype)
-
-    return jax.tree.map(strong, tree)
-
-
-def init_discriminator(key, config, obs_dim: int, action_dim: int, lr) -> TrainState:
-    net = BoundedClassifier(config.disc_hidden_sizes, config.logit_bound)
-    k_sa, k_sas = jax.random.split(key)
-    params = {
-        "sa": net.init(k_sa, jnp.zeros((1, obs_dim + action_dim))),
-        "sas": net.init(k_sas, jnp.zeros((1, 2 * obs_dim + action_dim))),
-    }
-    return TrainState.create(apply_fn=net.apply, params=params, tx=adam(lr))
 
 
 def make(config: Config, problem: Problem, name: str = "h2o") -> Agent:
@@ -351,28 +248,26 @@ class NaiveMixConfig(Config):
     weighting: str = "none"  # SAC + CQL-style penalty on real + sim with w = 1 and uniform omega
 
 
-register(
-    AlgorithmSpec(
-        name="h2o",
-        description="H2O: sim steps + real data, discriminator-weighted Bellman errors and gap-weighted penalty.",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="required",
-        action_kinds=("continuous",),
-        paper="Niu et al. When to Trust Your Simulator: Dynamics-Aware Hybrid Offline-and-Online RL. NeurIPS 2022",
-    )
+SPEC_H2O = AlgorithmSpec(
+    name="h2o",
+    description="H2O: sim steps + real data, discriminator-weighted Bellman errors and gap-weighted penalty.",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="required",
+    action_kinds=("continuous",),
+    paper="Niu et al. When to Trust Your Simulator: Dynamics-Aware Hybrid Offline-and-Online RL. NeurIPS 2022",
+    budget=Budget("total_steps", "env_steps", warmup_field="warmup_steps"),
 )
 
-register(
-    AlgorithmSpec(
-        name="h2o_naive",
-        description="Naive sim+real mix: H2O with w = 1 and uniform omega (no dynamics weighting).",
-        config_cls=NaiveMixConfig,
-        make=lambda config, problem: make(config, problem, name="h2o_naive"),
-        traced=TRACED,
-        dataset="required",
-        action_kinds=("continuous",),
-        paper="Niu et al. NeurIPS 2022 (its naive-mix baseline)",
-    )
+SPEC_H2O_NAIVE = AlgorithmSpec(
+    name="h2o_naive",
+    description="Naive sim+real mix: H2O with w = 1 and uniform omega (no dynamics weighting).",
+    config_cls=NaiveMixConfig,
+    make=lambda config, problem: make(config, problem, name="h2o_naive"),
+    traced=TRACED,
+    dataset="required",
+    action_kinds=("continuous",),
+    paper="Niu et al. NeurIPS 2022 (its naive-mix baseline)",
+    budget=Budget("total_steps", "env_steps", warmup_field="warmup_steps"),
 )

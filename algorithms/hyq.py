@@ -37,7 +37,7 @@ import optax
 from flax import struct
 
 from envs.combination_lock import RichCombinationLock, collect_comblock_episodes, randomize
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.networks import MLP
 from hybrid_rl.problem import Problem
 
@@ -249,15 +249,14 @@ def make(config: Config, problem: Problem) -> Agent:
     )
 
 
-register(
-    AlgorithmSpec(
-        name="hyq",
-        description="Hy-Q: per-level fitted Q-iteration on 50/50 online/offline data, latent bilinear Q (comb. lock).",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="none",  # makes its own per-seed offline data from the seed's lock (``offline=`` kind)
-        action_kinds=("continuous", "discrete"),
-        paper="Song, Zhou, Sekhari, Bagnell, Krishnamurthy, Sun, Hybrid RL: Using Both Offline and Online Data Can Make RL Efficient, ICLR 2023",
-    )
+SPEC = AlgorithmSpec(
+    name="hyq",
+    description="Hy-Q: per-level fitted Q-iteration on 50/50 online/offline data, latent bilinear Q (comb. lock).",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="none",  # makes its own per-seed offline data from the seed's lock (``offline=`` kind)
+    action_kinds=("continuous", "discrete"),
+    paper="Song, Zhou, Sekhari, Bagnell, Krishnamurthy, Sun, Hybrid RL: Using Both Offline and Online Data Can Make RL Efficient, ICLR 2023",
+    budget=Budget("num_rounds", "env_steps", counts_iterations=True),
 )

@@ -47,8 +47,8 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from algorithms import sac
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from algorithms import _sac_core as sac
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import ReplayBuffer, buffer_add, buffer_init, dataset_sample
 from hybrid_rl.networks import MLP, CriticEnsemble
 from hybrid_rl.problem import Problem
@@ -342,15 +342,14 @@ def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
     )
 
 
-register(
-    AlgorithmSpec(
-        name="iql",
-        description="IQL: expectile value, Q on r + gamma V(s'), advantage-weighted policy; offline then online.",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="required",
-        action_kinds=("continuous",),
-        paper="Kostrikov, Nair, Levine. Offline Reinforcement Learning with Implicit Q-Learning. ICLR 2022",
-    )
+SPEC = AlgorithmSpec(
+    name="iql",
+    description="IQL: expectile value, Q on r + gamma V(s'), advantage-weighted policy; offline then online.",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="required",
+    action_kinds=("continuous",),
+    paper="Kostrikov, Nair, Levine. Offline Reinforcement Learning with Implicit Q-Learning. ICLR 2022",
+    budget=Budget("online_steps", "env_steps", offline_field="offline_steps"),
 )

@@ -39,8 +39,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from algorithms import sac
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from algorithms import _sac_core as sac
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import buffer_sample, dataset_sample, sample_mixed
 from hybrid_rl.problem import Problem
 from hybrid_rl.training import polyak
@@ -194,15 +194,14 @@ def make(config: Config, problem: Problem) -> Agent:
     )
 
 
-register(
-    AlgorithmSpec(
-        name="moorl",
-        description="MOORL: SAC with Reptile meta-parameters; K inner updates on an offline or online task per env step.",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="required",
-        action_kinds=("continuous",),
-        paper="Chaudhary et al. MOORL: A Framework for Integrating Offline-Online Reinforcement Learning. 2025",
-    )
+SPEC = AlgorithmSpec(
+    name="moorl",
+    description="MOORL: SAC with Reptile meta-parameters; K inner updates on an offline or online task per env step.",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="required",
+    action_kinds=("continuous",),
+    paper="Chaudhary et al. MOORL: A Framework for Integrating Offline-Online Reinforcement Learning. 2025",
+    budget=Budget("total_steps", "env_steps", warmup_field="warmup_steps"),
 )

@@ -25,7 +25,7 @@ cheap). ``eta_rule="theory"`` uses ``eta = sqrt(log A / (H^2 K))`` (spec 3.2; ne
 ``"constant"`` the O(1) ``eta`` (default 1, spec 3.5's tuned value).
 
 Linear instantiation (spec 3.3(b), ``optimistic_ac_linear``): the critic is LSVI-UCB with max targets
-(:func:`algorithms.lsvi_ucb.lsvi`; non-optimistic: ``beta = 0``, ridge FQI), recomputed only when
+(:func:`algorithms._linear.lsvi`; non-optimistic: ``beta = 0``, ridge FQI), recomputed only when
 ``log det Lambda_h > log 2 + log det Lambda_h^{(k)}`` for some ``h`` (determinant doubling, O(d H log K) switches);
 the same reset actor; hybrid data enter ``Lambda_h`` and the regression targets from the start.
 
@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from algorithms.ucbvi import (
+from algorithms._tabular import (
     BONUSES,
     TabularModel,
     add_episode,
@@ -53,7 +53,7 @@ from algorithms.ucbvi import (
     sample_episode,
     tabular_model,
 )
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.problem import Problem
 
 ETA_RULES = ("constant", "theory")
@@ -234,7 +234,7 @@ def log_dets(stats, reg) -> jax.Array:
 
 
 def make_linear_agent(config: LinearConfig, model: TabularModel, phi: jax.Array) -> Agent:
-    from algorithms import lsvi_ucb
+    from algorithms import _linear as lsvi_ucb
 
     if config.eta_rule not in ETA_RULES:
         raise ValueError(f"eta_rule must be one of {ETA_RULES}, got {config.eta_rule!r}")
@@ -298,41 +298,39 @@ def make_linear_agent(config: LinearConfig, model: TabularModel, phi: jax.Array)
 
 
 def make_linear(config: LinearConfig, problem: Problem) -> Agent:
-    from algorithms import lsvi_ucb
+    from algorithms import _linear as lsvi_ucb
 
     model, phi = lsvi_ucb.linear_setup(problem, config.features, "optimistic_ac_linear")
     return make_linear_agent(config, model, phi)
 
 
-register(
-    AlgorithmSpec(
-        name="optimistic_ac",
-        description=(
-            "Optimistic actor-critic: optimistic Q* critic recomputed at count-doubling switches, softmax mirror-descent "
-            "actor reset at each switch; hybrid (algo.offline_episodes) and non-optimistic (algo.optimistic=false) variants."
-        ),
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="Tan, Fan, Wei, Actor-Critics Can Achieve Optimal Sample Efficiency, ICML 2025",
-        evaluation=False,
-    )
+SPEC_OPTIMISTIC_AC = AlgorithmSpec(
+    name="optimistic_ac",
+    description=(
+        "Optimistic actor-critic: optimistic Q* critic recomputed at count-doubling switches, softmax mirror-descent "
+        "actor reset at each switch; hybrid (algo.offline_episodes) and non-optimistic (algo.optimistic=false) variants."
+    ),
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="Tan, Fan, Wei, Actor-Critics Can Achieve Optimal Sample Efficiency, ICML 2025",
+    evaluation=False,
+    budget=Budget("episodes", "env_steps", counts_iterations=True),
 )
-register(
-    AlgorithmSpec(
-        name="optimistic_ac_linear",
-        description=(
-            "Optimistic actor-critic for linear MDPs: LSVI-UCB (or ridge FQI) Q* critic recomputed at determinant-doubling "
-            "switches, softmax mirror-descent actor reset at each switch; hybrid via algo.offline_episodes."
-        ),
-        config_cls=LinearConfig,
-        make=make_linear,
-        traced=LINEAR_TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="Tan, Fan, Wei, Actor-Critics Can Achieve Optimal Sample Efficiency, ICML 2025",
-        evaluation=False,
-    )
+SPEC_OPTIMISTIC_AC_LINEAR = AlgorithmSpec(
+    name="optimistic_ac_linear",
+    description=(
+        "Optimistic actor-critic for linear MDPs: LSVI-UCB (or ridge FQI) Q* critic recomputed at determinant-doubling "
+        "switches, softmax mirror-descent actor reset at each switch; hybrid via algo.offline_episodes."
+    ),
+    config_cls=LinearConfig,
+    make=make_linear,
+    traced=LINEAR_TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="Tan, Fan, Wei, Actor-Critics Can Achieve Optimal Sample Efficiency, ICML 2025",
+    evaluation=False,
+    budget=Budget("episodes", "env_steps", counts_iterations=True),
 )

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
+from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.networks import MLP
 from hybrid_rl.onpolicy import gae
 from hybrid_rl.problem import Problem
@@ -200,15 +200,14 @@ def make(config: Config, problem: Problem) -> Agent:
     )
 
 
-register(
-    AlgorithmSpec(
-        name="ppo",
-        description="Clipped PPO over vectorised envs (PureJaxRL layout; GAE bootstraps through truncation).",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="none",
-        action_kinds=("continuous", "discrete"),
-        paper="Schulman et al., Proximal Policy Optimization Algorithms, 2017",
-    )
+SPEC = AlgorithmSpec(
+    name="ppo",
+    description="Clipped PPO over vectorised envs (PureJaxRL layout; GAE bootstraps through truncation).",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="none",
+    action_kinds=("continuous", "discrete"),
+    paper="Schulman et al., Proximal Policy Optimization Algorithms, 2017",
+    budget=Budget("total_steps", "env_steps"),
 )

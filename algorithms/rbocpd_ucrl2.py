@@ -43,10 +43,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from algorithms import ucrl2
-from algorithms.ucrl2 import Decision, Variant
+from algorithms import _ucrl2 as ucrl2
+from algorithms._ucrl2 import Decision, Variant
 from hybrid_rl import changepoint as cp
-from hybrid_rl.algorithm import AlgorithmSpec, register
+from hybrid_rl.algorithm import AlgorithmSpec, Budget
 from hybrid_rl.problem import Problem
 
 RESET_SCOPES = ("global", "local")
@@ -144,17 +144,16 @@ def make(config: Config, problem: Problem):
     return ucrl2.make_family(config, problem, "rbocpd_ucrl2", detector_variant(config, S, A))
 
 
-register(
-    AlgorithmSpec(
-        name="rbocpd_ucrl2",
-        description="R-BOCPD-UCRL2: UCRL2 restarted when a per-(s,a) restarted-BOCPD detector finds a change.",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="Alami, Mahfoud, Moulines, Restarted Bayesian Online Change-point Detection for Non-Stationary "
-              "Markov Decision Processes, CoLLAs 2023",
-        evaluation=False,
-    )
+SPEC = AlgorithmSpec(
+    name="rbocpd_ucrl2",
+    description="R-BOCPD-UCRL2: UCRL2 restarted when a per-(s,a) restarted-BOCPD detector finds a change.",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="Alami, Mahfoud, Moulines, Restarted Bayesian Online Change-point Detection for Non-Stationary "
+          "Markov Decision Processes, CoLLAs 2023",
+    evaluation=False,
+    budget=Budget("total_steps", "env_steps"),
 )

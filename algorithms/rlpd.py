@@ -11,24 +11,10 @@ locomotion configs, see shared/specs/deep_algorithms.md 6.2) on top of ``algorit
 
 from __future__ import annotations
 
-import dataclasses
+from algorithms import _sac_core as sac
+from hybrid_rl.algorithm import AlgorithmSpec, Budget
 
-from algorithms import sac
-from hybrid_rl.algorithm import AlgorithmSpec, register
-
-
-@dataclasses.dataclass(frozen=True)
-class Config(sac.Config):
-    warmup_steps: int = 5_000  # random actions before learning (RLPD's start_training)
-    utd: int = 20  # critic updates per env step
-    num_critics: int = 10
-    num_min_critics: int = 2
-    critic_layer_norm: bool = True
-    actor_q_reduce: str = "mean"
-    backup_entropy: bool = True
-    init_temperature: float = 1.0
-    target_entropy_scale: float = 0.5  # target entropy -|A|/2
-    offline_fraction: float = 0.5  # symmetric sampling
+Config = sac.RLPDConfig  # the settings live with the SAC core, which DARC's rlpd_sim reuses
 
 
 def make(config: Config, problem):
@@ -40,15 +26,14 @@ def make(config: Config, problem):
     return sac.make(config, problem, name="rlpd")
 
 
-register(
-    AlgorithmSpec(
-        name="rlpd",
-        description="RLPD: SAC + symmetric offline/online sampling, LayerNorm 10-critic ensemble, UTD 20.",
-        config_cls=Config,
-        make=make,
-        traced=sac.TRACED,
-        dataset="required",
-        action_kinds=("continuous",),
-        paper="Ball, Smith, Kostrikov, Levine. Efficient Online RL with Offline Data. ICML 2023",
-    )
+SPEC = AlgorithmSpec(
+    name="rlpd",
+    description="RLPD: SAC + symmetric offline/online sampling, LayerNorm 10-critic ensemble, UTD 20.",
+    config_cls=Config,
+    make=make,
+    traced=sac.TRACED,
+    dataset="required",
+    action_kinds=("continuous",),
+    paper="Ball, Smith, Kostrikov, Levine. Efficient Online RL with Offline Data. ICML 2023",
+    budget=Budget("total_steps", "env_steps", warmup_field="warmup_steps"),
 )

@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from algorithms import ucrl2
-from algorithms.ucrl2 import Decision, Variant
-from hybrid_rl.algorithm import AlgorithmSpec, register
+from algorithms import _ucrl2 as ucrl2
+from algorithms._ucrl2 import Decision, Variant
+from hybrid_rl.algorithm import AlgorithmSpec, Budget
 from hybrid_rl.problem import Problem
 
 
@@ -120,17 +120,16 @@ def make(config: Config, problem: Problem):
     return ucrl2.make_family(config, problem, "sw_ucrl2", window_variant(config, S, A))
 
 
-register(
-    AlgorithmSpec(
-        name="sw_ucrl2",
-        description="SW-UCRL2: UCRL2 whose statistics and confidence time use only the last W steps.",
-        config_cls=Config,
-        make=make,
-        traced=TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="Gajane, Ortner, Auer, A Sliding-Window Algorithm for Markov Decision Processes with "
-              "Arbitrarily Changing Rewards and Transitions, 2018",
-        evaluation=False,
-    )
+SPEC = AlgorithmSpec(
+    name="sw_ucrl2",
+    description="SW-UCRL2: UCRL2 whose statistics and confidence time use only the last W steps.",
+    config_cls=Config,
+    make=make,
+    traced=TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="Gajane, Ortner, Auer, A Sliding-Window Algorithm for Markov Decision Processes with "
+          "Arbitrarily Changing Rewards and Transitions, 2018",
+    evaluation=False,
+    budget=Budget("total_steps", "env_steps"),
 )

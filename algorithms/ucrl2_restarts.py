@@ -26,9 +26,9 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from algorithms import ucrl2
-from algorithms.ucrl2 import Decision, Variant
-from hybrid_rl.algorithm import AlgorithmSpec, register
+from algorithms import _ucrl2 as ucrl2
+from algorithms._ucrl2 import Decision, Variant
+from hybrid_rl.algorithm import AlgorithmSpec, Budget
 from hybrid_rl.problem import Problem
 
 SCHEDULES = ("jaksch", "periodic")
@@ -105,30 +105,28 @@ def make_oracle(config: OracleConfig, problem: Problem):
     return ucrl2.make_family(config, problem, "oracle_ucrl2", oracle_variant())
 
 
-register(
-    AlgorithmSpec(
-        name="ucrl2_restarts",
-        description="UCRL2 restarted at tau_i = ceil(i^3/l^2) with confidence delta/l^2 (or periodically).",
-        config_cls=Config,
-        make=make,
-        traced=ucrl2.TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="Jaksch, Ortner, Auer, JMLR 2010 (variations: changing MDPs)",
-        evaluation=False,
-    )
+SPEC_UCRL2_RESTARTS = AlgorithmSpec(
+    name="ucrl2_restarts",
+    description="UCRL2 restarted at tau_i = ceil(i^3/l^2) with confidence delta/l^2 (or periodically).",
+    config_cls=Config,
+    make=make,
+    traced=ucrl2.TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="Jaksch, Ortner, Auer, JMLR 2010 (variations: changing MDPs)",
+    evaluation=False,
+    budget=Budget("total_steps", "env_steps"),
 )
 
-register(
-    AlgorithmSpec(
-        name="oracle_ucrl2",
-        description="UCRL2 restarted exactly at the env's true change points (reference for change detectors).",
-        config_cls=OracleConfig,
-        make=make_oracle,
-        traced=ucrl2.TRACED,
-        dataset="none",
-        action_kinds=("discrete",),
-        paper="spec 5.5 (oracle-restart UCRL2)",
-        evaluation=False,
-    )
+SPEC_ORACLE_UCRL2 = AlgorithmSpec(
+    name="oracle_ucrl2",
+    description="UCRL2 restarted exactly at the env's true change points (reference for change detectors).",
+    config_cls=OracleConfig,
+    make=make_oracle,
+    traced=ucrl2.TRACED,
+    dataset="none",
+    action_kinds=("discrete",),
+    paper="spec 5.5 (oracle-restart UCRL2)",
+    evaluation=False,
+    budget=Budget("total_steps", "env_steps"),
 )

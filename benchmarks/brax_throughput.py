@@ -14,7 +14,6 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 
 
 def measure(env_name: str, backend: str, num_envs: int, steps: int = 100):

@@ -25,8 +25,7 @@ import time
 import jax
 
 from algorithms import h2o, sac
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import init_one_by_one
 
 

@@ -19,8 +19,7 @@ import time
 
 import jax
 
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import make_seed_sweep
 
 

@@ -14,8 +14,7 @@ import time
 import jax
 
 from algorithms import ucrl2
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 ALGOS = ("ucrl2", "ucrl2_restarts", "oracle_ucrl2", "sw_ucrl2", "rbocpd_ucrl2")
 

@@ -19,8 +19,7 @@ import jax
 import numpy as np
 
 from algorithms import lsvi_ucb, ucbvi
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 REFERENCE = {"ucbvi": 1900.0, "lsvi_ucb": 85.0}
 TARGET = {"ucbvi": 10.0, "lsvi_ucb": 20.0}

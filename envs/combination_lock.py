@@ -418,7 +418,7 @@ class TabularCombinationLock(environment.Environment[TabularLockState, TabularLo
     # --- exact model, for planners and linear algorithms -----------------------------------------------
     def to_tabular(self, params: TabularLockParams) -> tuple[jax.Array, jax.Array]:
         """``(P[H, S, A, S], R[H, S, A])``: P[h, s, a, s'] = p_h(s'|s, a), R[h, s, a] = r_h(s, a)."""
-        H, S, A, G = self.horizon, self.num_states, self._num_actions, self.num_good
+        H, S, A = self.horizon, self.num_states, self._num_actions
         actions = jnp.arange(A)
         correct = params.opt[:, :, None] == actions[None, None, :]  # [H, G, A]
         nxt = jnp.where(correct, params.perm[:, :, None], self.dead)  # [H, G, A]

@@ -8,31 +8,16 @@ them unchanged.
 An entry says how to build the env and its params (keyword overrides become ``params.replace`` or
 constructor arguments), what kind of actions it takes, and, for sim/real pairs, how to build the
 mismatched simulator.
+
+The table is filled as the env modules are imported; ``import envs`` (the package) imports them all, so look
+names up through the package (``from envs import get_env_spec``) or the catalog (``experiments/catalog.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable, Optional
+from hybrid_rl.env_spec import EnvSpec
 
-
-@dataclasses.dataclass(frozen=True)
-class EnvSpec:
-    name: str
-    description: str
-    # make(**overrides) -> (env, env_params). Overrides are the user's ``env.kwargs``.
-    make: Callable[..., tuple[Any, Any]]
-    action_kind: str  # "discrete" or "continuous"
-    # For sim/real pairs (H2O, DARC): make_sim(**overrides) -> (sim_env, sim_params). ``make`` builds the
-    # real env. None for ordinary envs.
-    make_sim: Optional[Callable[..., tuple[Any, Any]]] = None
-    # Name under which D4RL-style reference returns are kept (hybrid_rl.datasets), if any.
-    d4rl_name: Optional[str] = None
-    tags: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        if self.action_kind not in ("discrete", "continuous"):
-            raise ValueError(f"env {self.name!r}: action_kind must be 'discrete' or 'continuous'")
+__all__ = ["EnvSpec", "UnknownEnvError", "register_env", "get_env_spec", "make_env", "list_envs"]
 
 
 _REGISTRY: dict[str, EnvSpec] = {}
@@ -50,13 +35,7 @@ def register_env(spec: EnvSpec) -> EnvSpec:
     return spec
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every built-in env (envs/__init__.py imports the modules).
-    import envs  # noqa: F401
-
-
 def get_env_spec(name: str) -> EnvSpec:
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise UnknownEnvError(
             f"unknown env {name!r}; registered envs: {', '.join(sorted(_REGISTRY))}"
@@ -72,5 +51,4 @@ def make_env(name: str, **overrides):
 
 
 def list_envs() -> dict[str, EnvSpec]:
-    _ensure_loaded()
     return dict(sorted(_REGISTRY.items()))

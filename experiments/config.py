@@ -14,8 +14,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from envs.registry import list_envs
-from hybrid_rl.algorithm import list_algorithms
+from experiments.catalog import list_algorithms, list_envs
 
 
 @dataclasses.dataclass
@@ -38,7 +37,11 @@ class RunConfig:
     env: Any = MISSING
     seeds: int = 1  # independent seeds, vmapped in one compiled program (and sharded over devices)
     seed: int = 0  # root seed; seed i of the sweep uses split(key(seed))[i]
-    total_steps: Optional[int] = None  # shortcut for algo.total_steps (or algo.num_steps when offline)
+    # The run's length, as each algorithm's spec declares it (hybrid_rl.algorithm.Budget): env steps for
+    # anything that interacts (on-policy: whole iterations), gradient steps for offline-only algorithms,
+    # online env steps for two-phase ones; None keeps the algorithm's default.
+    total_steps: Optional[int] = None
+    offline_steps: Optional[int] = None  # the first (offline) phase of a two-phase algorithm (iql, cal_ql)
     num_evals: int = 10  # evaluations (= chunks) per phase
     eval_episodes: int = 10  # episodes per evaluation, run in parallel
     dataset: Optional[str] = None  # a D4RL-layout HDF5 path, or a builder kind (random, medium, expert, ...)
@@ -68,7 +71,7 @@ def _node_class(name: str, config_cls: type) -> type:
 
 def algo_config_from_node(node) -> tuple[str, Any]:
     """(algorithm name, its frozen Config) from the composed ``cfg.algo`` node."""
-    from hybrid_rl.algorithm import get_algorithm
+    from experiments.catalog import get_algorithm
 
     values = OmegaConf.to_container(node, resolve=True)
     name = values.pop("name")

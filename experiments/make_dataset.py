@@ -16,7 +16,6 @@ import ast
 import dataclasses
 import sys
 
-
 USAGE = (
     "usage: python -m experiments.make_dataset env=NAME kind=KIND size=N [seed=0] [data_dir=DIR] "
     "[policy=auto|sac|scripted|oracle] [FIELD=VALUE ...] [env_kwargs.NAME=VALUE ...]"
@@ -43,7 +42,7 @@ def _value(text: str):
 
 def parse_args(argv: list[str]) -> tuple[dict, dict]:
     """``key=value`` pairs -> (options, env kwargs). Keys are checked against ``DatasetRecipe``'s fields."""
-    from hybrid_rl.datasets.builder import DatasetRecipe
+    from experiments.dataset_builder import DatasetRecipe
 
     allowed = {f.name for f in dataclasses.fields(DatasetRecipe)} - {"env_kwargs"} | {"data_dir"}
     options: dict = {}
@@ -72,8 +71,8 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
-        from hybrid_rl.datasets.builder import KINDS, available_policies
-        from envs.registry import list_envs
+        from experiments.catalog import list_envs
+        from experiments.dataset_builder import KINDS, available_policies
 
         print(__doc__.strip())
         print(f"\n{USAGE}\n\nkinds: {', '.join(KINDS)}\nenvs and their policy sources (first = auto):")
@@ -81,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             sources = available_policies(name, spec.action_kind)
             print(f"  {name:36s} {', '.join(sources) if sources else '(none)'}")
         return 0
-    from envs.registry import UnknownEnvError
+    from experiments.catalog import UnknownEnvError
+    from experiments.dataset_builder import DatasetRecipeError, describe_dataset, get_or_build_dataset
     from hybrid_rl.datasets import DatasetError
-    from hybrid_rl.datasets.builder import DatasetRecipeError, describe_dataset, get_or_build_dataset
 
     try:
         options, env_kwargs = parse_args(argv)

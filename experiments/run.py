@@ -10,7 +10,6 @@ summary.json, eval_returns.json (raw per-episode returns), checkpoints/ and lear
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 import sys
@@ -19,8 +18,9 @@ from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from experiments.catalog import NO_ENV
 from experiments.config import algo_config_from_node, register_configs
 
 register_configs()
@@ -30,35 +30,15 @@ class UserError(Exception):
     """Bad input: printed as one line, never a traceback."""
 
 
-def _is_two_phase(config) -> bool:
-    """Offline pre-training then fine-tuning (iql, cal_ql): the config has offline_steps and online_steps."""
-    return hasattr(config, "offline_steps") and hasattr(config, "online_steps")
-
-
 def _names_env(overrides) -> bool:
     """Whether the command-line overrides choose an env (``env=...``, ``+env=...``, ``~env``...)."""
     return any(o.split("=", 1)[0].lstrip("+~") == "env" for o in overrides)
 
 
-def _apply_total_steps(algo_name: str, config, total_steps, phase=None):
-    if total_steps is None:
-        return config
-    if phase == "offline":
-        fields = ("offline_steps",)
-    elif _is_two_phase(config):  # the budget counts env steps, not the offline pre-training
-        fields = ("online_steps",)
-    else:
-        fields = ("total_steps", "num_steps")
-    for field in fields:
-        if hasattr(config, field):
-            return dataclasses.replace(config, **{field: int(total_steps)})
-    raise UserError(f"algo {algo_name!r} has neither total_steps nor num_steps; set its own length key")
-
-
 def resolve_dataset(cfg: DictConfig, env_name: str, env_kwargs: dict, log=print) -> Optional[str]:
     """``dataset`` is a file path, or a kind (``medium``, ``medium_replay``...) that the dataset builder
     makes for this env (once: it is cached under the data dir with a hash of its recipe)."""
-    from hybrid_rl.datasets.builder import KINDS, get_or_build_dataset
+    from experiments.dataset_builder import KINDS, get_or_build_dataset
 
     dataset = cfg.dataset
     if dataset is None:
@@ -79,69 +59,67 @@ def resolve_dataset(cfg: DictConfig, env_name: str, env_kwargs: dict, log=print)
     return str(dataset)
 
 
-NO_ENV = "none"  # env.name saved in config.yaml when no env simulates the dataset (offline only)
-PHASES = ("offline", "offline_to_online")
+# Top-level run values and their smallest valid value; checked before anything is compiled or written.
+RUN_VALUE_LIMITS = {"seeds": 1, "num_evals": 1, "eval_episodes": 0, "dataset_size": 1, "total_steps": 0,
+                    "offline_steps": 0}
 
 
-def problem_for_dataset_file(env_name: str, env_kwargs: dict, dataset: str, log=print, simulate: bool = True):
-    """The problem for a dataset file when ``env=`` was not given: the env the file's D4RL name implies
-    (a registered ``brax_<family>`` stands in for D4RL's MuJoCo), else the default env if the file's shapes
-    fit it, else (or with ``simulate=False``: ``env=none``) a problem with no simulator, shaped by the file
-    (trained offline, not evaluated)."""
-    from envs.registry import list_envs
-    from hybrid_rl.datasets import d4rl_family, infer_d4rl_task, load_d4rl_hdf5
-    from hybrid_rl.problem import build_problem, load_dataset_for, problem_from_dataset
-
-    raw = load_d4rl_hdf5(dataset)
-    obs_shape, actions = tuple(raw["observations"].shape[1:]), raw["actions"]
-    task = infer_d4rl_task(dataset)
-    if not simulate:
-        why = "env=none"
-    elif task is None:
-        problem = build_problem(env_name, env_kwargs) if env_name in list_envs() else None
-        if problem is not None and problem.obs_shape == obs_shape and (
-            (problem.action_kind == "continuous" and actions.shape[1:] == (problem.action_dim,))
-            or (problem.action_kind == "discrete" and actions.ndim == 1)
-        ):
-            return load_dataset_for(problem, dataset)
-        why = f"its name is no D4RL task and its shapes do not fit the default env {env_name!r}; pass env=<name>"
-    else:
-        candidate = f"brax_{d4rl_family(task)}"
+def check_run_values(values: dict) -> str | None:
+    """A one-line error for the first top-level value below its limit (``seeds=0``), or None."""
+    for key, lowest in RUN_VALUE_LIMITS.items():
+        value = values.get(key)
+        if value is None:
+            continue
         try:
-            problem = build_problem(candidate) if candidate in list_envs() else None
-        except ImportError:  # registered, but Brax is not installed
-            problem = None
-        if problem is not None:
-            if problem.obs_shape == obs_shape and actions.shape[1:] == (problem.action_dim,):
-                log(f"env: {candidate} (Brax) stands in for D4RL's MuJoCo {task}; its dynamics differ, so "
-                    "returns and D4RL-normalized scores are only indicative")
-                return load_dataset_for(problem, dataset, raw)
-            why = (f"{candidate}'s observations {problem.obs_shape} / actions ({problem.action_dim},) do not "
-                   f"fit the file's {obs_shape} / {actions.shape[1:]}")
-        else:
-            why = f"MuJoCo is not available here, and no {candidate} env could be built (Brax: pip install -e \".[brax]\")"
-    problem = problem_from_dataset(dataset, raw, task)
-    log(f"no env to evaluate {problem.env_name} in ({why}): training offline only with eval_episodes=0, so no "
-        "D4RL-normalized score is reported; losses go to metrics.csv and checkpoints are written")
-    return problem
+            number = int(value)
+        except (TypeError, ValueError):
+            return f"error: {key} must be an integer >= {lowest}, got {value!r}"
+        if number < lowest or str(value).strip() != str(number):
+            return f"error: {key} must be an integer >= {lowest}, got {value!r}"
+    return None
 
 
-def _apply_phase(algo_name: str, config, phase: Optional[str], has_simulator: bool, log=print):
-    """``phase=offline`` (or a problem with no simulator): the algorithm's online steps become 0."""
-    if phase is not None and phase not in PHASES:
-        raise UserError(f"unknown phase {phase!r}; valid: {', '.join(PHASES)}")
-    two_phase = _is_two_phase(config)
-    if phase is not None and not two_phase:
-        raise UserError(f"algo {algo_name!r} has no offline and online phases: phase={phase} works with algorithms "
-                        "that have offline_steps and online_steps (iql, cal_ql)")
-    if phase == "offline_to_online" and not has_simulator:
-        raise UserError("phase=offline_to_online needs an env to fine-tune in, and none simulates the dataset: "
-                        "pass env=<name> or phase=offline")
-    if two_phase and config.online_steps > 0 and (phase == "offline" or not has_simulator):
-        if phase != "offline":
-            log(f"no env to fine-tune in: {algo_name}'s online phase is skipped (online_steps=0)")
-        config = dataclasses.replace(config, online_steps=0)
-    return config
+STATUS_FILE = "status.json"
+
+
+def write_status(out_dir: pathlib.Path, status: str, **extra) -> None:
+    """``status.json``: running, complete, failed or interrupted. Only a complete run's numbers are results
+    (``summary.json`` is written when the last chunk is done; ``experiments.aggregate`` reads only those)."""
+    from hybrid_rl.logging import write_json
+
+    write_json(out_dir / STATUS_FILE, {"status": status, **extra})
+
+
+def record_config(cfg: DictConfig, algo_name: str, config) -> None:
+    """Writes the values the run actually uses (after the budget and phase are applied) into ``cfg.algo``,
+    so config.yaml records them and ``resume=`` rebuilds the same agent."""
+    values = dataclasses.asdict(config)
+    with open_dict(cfg):
+        cfg.algo = OmegaConf.create({"name": algo_name, **{k: list(v) if isinstance(v, tuple) else v
+                                                            for k, v in values.items()}})
+        cfg.total_steps = None  # applied: the algo values above are the run's length
+        if "offline_steps" in cfg:
+            cfg.offline_steps = None
+
+
+def report_dataset_size(path: str, problem, requested: int, log=print) -> None:
+    """One line when a built dataset does not hold the ``dataset_size`` transitions asked for, and why."""
+    from hybrid_rl.datasets import load_d4rl_hdf5
+
+    raw = load_d4rl_hdf5(path)
+    rows = int(len(raw["rewards"]))
+    loaded = int(problem.dataset_info.get("num_transitions", rows))
+    if rows == requested and loaded == requested:
+        return
+    why = []
+    if rows != requested:
+        kind = str(raw.get("metadata/kind", ""))
+        why.append(f"the file holds {rows} rows" + (
+            " (medium-replay is the training run's buffer up to the medium policy, which was shorter)"
+            if kind == "medium-replay" and rows < requested else ""))
+    if loaded != rows:
+        why.append(f"{rows - loaded} rows have no next observation (a stream's end) and are not transitions")
+    log(f"dataset_size={requested}: delivered {loaded} transitions; " + "; ".join(why))
 
 
 def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = False, log=print,
@@ -150,43 +128,50 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
 
     ``env_given=False`` (no ``env=`` on the command line) lets a dataset file choose its env
     (:func:`problem_for_dataset_file`); the choice is saved in config.yaml's ``env.name``."""
-    from hybrid_rl.algorithm import default_hparams, get_algorithm
-    from hybrid_rl.problem import build_problem
-    from hybrid_rl.runner import RunSettings, Runner
+    from experiments.catalog import (
+        apply_budget,
+        apply_phase,
+        build_problem,
+        default_hparams,
+        get_algorithm,
+        make_agent,
+        problem_for_dataset_file,
+    )
+    from hybrid_rl.runner import Runner, RunSettings
 
+    error = check_run_values({k: cfg.get(k) for k in RUN_VALUE_LIMITS})
+    if error is not None:
+        raise UserError(error)
     algo_name, config = algo_config_from_node(cfg.algo)
     spec = get_algorithm(algo_name)
     phase = cfg.get("phase")
-    config = _apply_total_steps(algo_name, config, cfg.total_steps, phase)
     env_name = cfg.env.name
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     if env_name == NO_ENV and cfg.dataset is None:
         raise UserError("env=none (no simulator) needs dataset=<path to a D4RL-layout .hdf5>")
-    dataset = resolve_dataset(cfg, env_name, env_kwargs, log)
-    if spec.dataset == "required" and dataset is None:
+    if spec.dataset == "required" and cfg.dataset is None:
         raise UserError(
-            f"algo {algo_name!r} needs offline data: pass dataset=<path to a D4RL-layout .hdf5> "
-            "(make one with `python -m experiments.make_dataset env=... kind=...`)"
+            f"algo {algo_name!r} needs offline data: pass dataset=<path to a D4RL-layout .hdf5> or a kind the "
+            "builder makes (dataset=medium)"
         )
+    dataset = resolve_dataset(cfg, env_name, env_kwargs, log)
     if dataset is not None and (env_name == NO_ENV or not env_given):
         problem = problem_for_dataset_file(env_name, env_kwargs, dataset, log, simulate=env_name != NO_ENV)
         cfg.env.name = problem.env_name if problem.has_simulator else NO_ENV
         env_name = problem.env_name
     else:
         problem = build_problem(env_name, env_kwargs, dataset)
-    if problem.action_kind not in spec.action_kinds:
-        raise UserError(
-            f"algo {algo_name!r} supports {'/'.join(spec.action_kinds)} actions; env {env_name!r} is {problem.action_kind}"
-        )
-    config = _apply_phase(algo_name, config, phase, problem.has_simulator, log)
-    agent = spec.make(config, problem)
-    if not problem.has_simulator and any(p.env_steps_per_iteration * p.num_iterations > 0 for p in agent.phases):
-        raise UserError(f"algo {algo_name!r} steps an env, and no env simulates {env_name}: pass env=<name> "
-                        "or use an offline algorithm (iql, cal_ql with phase=offline, bc, cql)")
+    if dataset is not None and dataset != cfg.dataset:  # a kind the builder made: say what it delivered
+        report_dataset_size(dataset, problem, int(cfg.dataset_size), log)
+    config = apply_budget(spec, config, problem, cfg.total_steps, cfg.get("offline_steps"), log,
+                          offline_only=phase == "offline" or not problem.has_simulator)
+    config = apply_phase(spec, config, phase, problem.has_simulator, log)
+    agent = make_agent(spec, config, problem)
     task = problem.dataset_info.get("d4rl_task")
     if task is not None and problem.has_simulator:
         lo, hi = problem.reference_returns()
         log(f"D4RL-normalized scores use {task}'s reference returns (random {lo:.1f}, expert {hi:.1f})")
+    record_config(cfg, algo_name, config)
     settings = RunSettings(
         num_seeds=cfg.seeds,
         seed=cfg.seed,
@@ -195,9 +180,11 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
         hp_grid={k: list(v) for k, v in OmegaConf.to_container(cfg.hp_sweep, resolve=True).items()},
         checkpoint=cfg.checkpoint,
         progress=cfg.progress,
+        label=f"{algo_name} on {env_name}",
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    write_status(out_dir, "running")
     from hybrid_rl.logging import make_loggers
 
     mirrors = make_loggers(list(cfg.get("loggers", [])), out_dir, OmegaConf.to_container(cfg, resolve=True))
@@ -211,6 +198,7 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
     )
     t0 = time.perf_counter()
     _, summary = runner.run(resume=resume)
+    write_status(out_dir, "complete")
     log(f"done in {time.perf_counter() - t0:.1f} s")
     for h, entry in summary.items():
         swept = ", ".join(f"{k[3:]}={v:g}" for k, v in entry.items() if k.startswith("hp."))
@@ -243,21 +231,96 @@ def main(cfg: DictConfig) -> None:
     # orbax logs every checkpoint step at INFO through absl; Hydra's logging config would print them all.
     logging.getLogger("absl").setLevel(logging.WARNING)
 
-    try:
-        if cfg.resume is not None:
-            run_dir = pathlib.Path(cfg.resume)
-            saved = run_dir / "config.yaml"
-            if not saved.exists():
-                raise UserError(f"cannot resume: {saved} does not exist (is {run_dir} a run directory?)")
-            train_from_config(OmegaConf.load(saved), run_dir, resume=True)
-            return
+    resume = cfg.resume is not None
+    if resume:
+        out_dir = pathlib.Path(cfg.resume)
+    else:
         hydra_cfg = HydraConfig.get()
         out_dir = pathlib.Path(cfg.out_dir) if cfg.out_dir else pathlib.Path(hydra_cfg.runtime.output_dir)
-        env_given = _names_env(hydra_cfg.overrides.task)
-        train_from_config(cfg, out_dir, env_given=env_given)
+    stop_on_ctrl_c(out_dir)
+    if not resume:  # Hydra makes its run directory up front; a run with out_dir= must not leave it empty
+        hydra_dir = pathlib.Path(HydraConfig.get().runtime.output_dir)
+        if hydra_dir.resolve() != out_dir.resolve():
+            remove_empty_run_dir(hydra_dir)
+    try:
+        if resume:
+            saved = out_dir / "config.yaml"
+            if not saved.exists():
+                raise UserError(f"cannot resume: {saved} does not exist (is {out_dir} a run directory?)")
+            train_from_config(OmegaConf.load(saved), out_dir, resume=True)
+            return
+        train_from_config(cfg, out_dir, env_given=_names_env(HydraConfig.get().overrides.task))
     except (UserError, DatasetError, ValueError, KeyError, FileNotFoundError, FloatingPointError, ImportError) as err:
-        print(_one_line_error(err), file=sys.stderr)
+        message = _one_line_error(err)
+        if not resume:
+            settle_failed_run(out_dir, "failed", message)
+        print(message, file=sys.stderr)
         sys.exit(2)
+
+
+def has_checkpoint(out_dir: pathlib.Path) -> bool:
+    ckpt = out_dir / "checkpoints"
+    return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
+
+
+def settle_failed_run(out_dir: pathlib.Path, status: str, message: str) -> None:
+    """A run that stopped before its first checkpoint leaves no folder; a later one keeps its checkpoints and
+    says in status.json that it is not a result, with the command that resumes it."""
+    import shutil
+
+    if not out_dir.exists():
+        return
+    if has_checkpoint(out_dir):
+        write_status(out_dir, status, error=message, resume=f"python -m experiments.run resume={out_dir}")
+    else:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        remove_empty_run_dir(out_dir.parent)  # runs/<algo>/<env> when they held only this run
+
+
+def remove_empty_run_dir(path: pathlib.Path) -> None:
+    """Removes ``path`` and its parents up to ``runs/`` while they are empty (runs/<algo>/<env>/<time>)."""
+    path = path.resolve()
+    if "runs" not in path.parts:  # only the default layout; never a user's own folders
+        return
+    for _ in range(4):
+        try:
+            path.rmdir()  # only succeeds when empty
+        except OSError:
+            return
+        if path.name == "runs":
+            return
+        path = path.parent
+
+
+def stop_on_ctrl_c(out_dir: pathlib.Path) -> None:
+    """Ctrl-C stops the run within a fraction of a second, even while a compiled chunk or a compilation holds
+    the main thread (a Python signal handler would wait for it): the C-level handler wakes a watcher thread
+    through ``signal.set_wakeup_fd``, which prints one line with the ``resume=`` command and exits. The last
+    checkpoint is whole (orbax commits a step by renaming it into place)."""
+    import signal
+    import socket
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    signal.signal(signal.SIGINT, lambda *_: None)  # the watcher acts; no KeyboardInterrupt traceback
+
+    def watch():
+        reader.recv(1)
+        if has_checkpoint(out_dir):
+            write_status(out_dir, "interrupted", resume=f"python -m experiments.run resume={out_dir}")
+            line = f"interrupted: resume with  python -m experiments.run resume={out_dir}"
+        else:
+            settle_failed_run(out_dir, "interrupted", "")
+            line = "interrupted before the first checkpoint: nothing to resume, the run folder was removed"
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    threading.Thread(target=watch, daemon=True, name="ctrl-c").start()
 
 
 def check_overrides(argv: list[str]) -> str | None:
@@ -266,9 +329,8 @@ def check_overrides(argv: list[str]) -> str | None:
     Hydra's own messages for an unknown option or key span many lines; researchers get one line that
     names the bad value and lists the valid ones.
     """
-    from envs.registry import list_envs
+    from experiments.catalog import list_algorithms, list_envs
     from experiments.config import RunConfig
-    from hybrid_rl.algorithm import list_algorithms
 
     algos, envs = list_algorithms(), list_envs()
     chosen_algos = ["sac"]
@@ -287,6 +349,9 @@ def check_overrides(argv: list[str]) -> str | None:
                     return f"error: unknown {key} {name!r}; valid: {', '.join(registry)}"
             if key == "algo":
                 chosen_algos = names
+    error = check_run_values({k: v for k, v in pairs if k in RUN_VALUE_LIMITS and "," not in v})
+    if error is not None:
+        return error
     top_level = {f.name for f in dataclasses.fields(RunConfig)}
     for key, _ in pairs:
         head, _, rest = key.partition(".")
@@ -333,8 +398,8 @@ def _force_dict_keys(argv: list[str]) -> list[str]:
 def _algo_key_shortcuts(argv: list[str]) -> list[str]:
     """``demos=100`` means ``algo.demos=100`` when ``demos`` is not a top-level key but a field of every
     chosen algorithm's Config (the papers' own option names work as written)."""
+    from experiments.catalog import list_algorithms
     from experiments.config import RunConfig
-    from hybrid_rl.algorithm import list_algorithms
 
     algos = list_algorithms()
     chosen = ["sac"]
@@ -370,6 +435,33 @@ def _dataset_env_dir(argv: list[str]) -> str | None:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+# Hydra's flags that take a value (``--cfg job``, ``-cn config``); ``--info`` takes an optional one.
+_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                     "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
+_INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def split_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(overrides, flags with their values), so ``algo=rlpd --cfg job`` and ``--help`` anywhere on the line
+    reach Hydra in an order its parser accepts."""
+    overrides, flags = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-"):
+            flags.append(arg)
+            takes_value = arg in _FLAGS_WITH_VALUE and i + 1 < len(argv)
+            if takes_value and arg in ("--info", "-i") and argv[i + 1] not in _INFO_VALUES:
+                takes_value = False
+            if takes_value:
+                flags.append(argv[i + 1])
+                i += 1
+        else:
+            overrides.append(arg)
+        i += 1
+    return overrides, flags
+
+
 if __name__ == "__main__":
     sys.argv[1:] = _algo_key_shortcuts(_force_dict_keys(sys.argv[1:]))
     problem = check_overrides(sys.argv[1:])
@@ -379,13 +471,17 @@ if __name__ == "__main__":
     # Runs go to runs/<algo>/<env>/<time> (<env>: the D4RL task or file name of a dataset file given
     # without env=); sweeps to runs/sweeps/<time>/<overrides>.
     env_dir = _dataset_env_dir(sys.argv[1:]) or "${hydra:runtime.choices.env}"
-    sys.argv += [
+    overrides, flags = split_flags(sys.argv[1:])
+    overrides += [
         a for a in (
             "hydra.run.dir=runs/${hydra:runtime.choices.algo}/" + env_dir + "/${now:%Y-%m-%d_%H-%M-%S}",
             "hydra.sweep.dir=runs/sweeps/${now:%Y-%m-%d_%H-%M-%S}",
             "hydra.sweep.subdir=${hydra.job.override_dirname}",
             "hydra.job.chdir=false",
+            "hydra.output_subdir=null",  # config.yaml in the run directory records the run's config
         )
-        if not any(arg.startswith(a.split("=")[0] + "=") for arg in sys.argv[1:])
+        if not any(arg.startswith(a.split("=")[0] + "=") for arg in overrides)
     ]
+    # Hydra's parser takes the overrides as one positional list: keep them together, flags after them.
+    sys.argv[1:] = overrides + flags
     main()

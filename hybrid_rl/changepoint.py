@@ -60,7 +60,6 @@ import jax.numpy as jnp
 from flax import struct
 from jax.scipy.special import gammaln, logsumexp
 
-
 # --------------------------------------------------------------------------------------------------------------
 # Dirichlet-multinomial marginal likelihood
 # --------------------------------------------------------------------------------------------------------------

@@ -15,6 +15,14 @@ from typing import Iterable
 import numpy as np
 
 
+def readable_by_group(path) -> None:
+    """Gives a file written through a private temporary (mode 0600) the permissions of a normally created
+    file (0666 less the umask), so a shared data or run directory stays readable by the group."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _atomic_write_text(path: pathlib.Path, text: str) -> None:
     # Write then rename, so a run killed mid-write never leaves a truncated file behind.
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,14 +83,62 @@ def curve(rows: Iterable[dict], key: str = "eval_return", hp_index: int = 0):
     return np.asarray(xs), np.asarray(means), np.asarray(halfs)
 
 
+def plot_run(rows: list[dict], path: pathlib.Path, label: str = "") -> None:
+    """The figure of a finished run: its evaluation return; for algorithms judged by their own metric, that
+    metric (regret, suboptimality); for a run with neither (offline training with no env to evaluate in), its
+    losses, one panel each. ``label`` ("iql on hopper-medium-v2") heads the figure."""
+    if not rows:
+        return
+    if "eval_return" in rows[0]:
+        return plot_learning_curve(rows, path, "eval_return", label)
+    own = [k for k in rows[-1] if "regret" in k or "suboptimality" in k]
+    if own:
+        return plot_learning_curve(rows, path, own[0], label)
+    losses = [k for k, v in rows[-1].items() if "loss" in k and isinstance(v, (int, float))][:4]
+    if not losses:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(losses), figsize=(4 * len(losses), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], losses):
+        _draw_curves(ax, rows, key)
+        ax.set_title(key.replace("_", " "), fontsize=9)
+    n_seeds = len({r["seed"] for r in rows})
+    fig.suptitle(f"{label + ': ' if label else ''}losses (mean and 95% CI over {n_seeds} seeds)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def plot_learning_curve(rows: list[dict], path: pathlib.Path, key: str = "eval_return", title: str = "") -> None:
-    """Mean over seeds with a 95% confidence band, one line per hyper-parameter point."""
+    """Mean over seeds with a 95% confidence band, one line per hyper-parameter point. ``title`` names the
+    run ("sac on pendulum"); the metric and seed count are added to it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    _draw_curves(ax, rows, key)
+    n_seeds = len({r["seed"] for r in rows})
+    what = f"{key.replace('_', ' ')} (mean and 95% CI over {n_seeds} seeds)"
+    ax.set_title(f"{title}: {what}" if title else what, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _draw_curves(ax, rows: list[dict], key: str) -> None:
     hp_indices = sorted({int(r["hp_index"]) for r in rows})
     for h in hp_indices:
         xs, mean, half = curve(rows, key, h)
@@ -90,19 +146,12 @@ def plot_learning_curve(rows: list[dict], path: pathlib.Path, key: str = "eval_r
         label = ", ".join(f"{k[3:]}={v:g}" for k, v in first.items() if k.startswith("hp.")) or None
         ax.plot(xs, mean, label=label)
         ax.fill_between(xs, mean - half, mean + half, alpha=0.25)
-    n_seeds = len({r["seed"] for r in rows})
     uses_env_steps = any(float(r["env_steps"]) > 0 for r in rows)
     ax.set_xlabel("environment steps" if uses_env_steps else "gradient steps")
     ax.set_ylabel(key.replace("_", " "))
-    ax.set_title(title or f"{key} (mean and 95% CI over {n_seeds} seeds)")
     if len(hp_indices) > 1:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _chunk_means(rows: list[dict]):

@@ -21,7 +21,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from envs.registry import EnvSpec, make_env
+from hybrid_rl.env_spec import EnvSpec
 from hybrid_rl.types import Transition
 
 
@@ -173,18 +173,12 @@ def problem_from_dataset(path: str | pathlib.Path, raw: dict, task: Optional[str
     return load_dataset_for(problem, path, raw)
 
 
-def build_problem(
-    env_name: str,
-    env_kwargs: Optional[dict] = None,
-    dataset: Optional[Transition | str | pathlib.Path] = None,
-) -> Problem:
-    env, params, spec = make_env(env_name, **(env_kwargs or {}))
+def problem_for_env(env_name: str, env, params, spec: EnvSpec, sim_env=None, sim_params=None) -> Problem:
+    """The problem of an env instance: observation shape from a reset, action kind, size and bounds from its
+    action space. Name lookups (``build_problem(name)``) are the catalog's (``experiments/catalog.py``)."""
     obs, _ = env.reset(jax.random.key(0), params)
     kind, dim, low, high = _action_info(env, params)
-    sim_env = sim_params = None
-    if spec.make_sim is not None:
-        sim_env, sim_params = spec.make_sim(**(env_kwargs or {}))
-    problem = Problem(
+    return Problem(
         env_name=env_name,
         env=env,
         env_params=params,
@@ -197,8 +191,3 @@ def build_problem(
         sim_env=sim_env,
         sim_params=sim_params,
     )
-    if isinstance(dataset, (str, pathlib.Path)):
-        problem = load_dataset_for(problem, dataset)
-    elif dataset is not None:
-        problem = dataclasses.replace(problem, dataset=dataset)
-    return problem

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import pathlib
 import time
@@ -29,7 +28,8 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from hybrid_rl.algorithm import Agent, Phase
 from hybrid_rl.evaluation import evaluate_policy
@@ -191,6 +191,7 @@ class RunSettings:
     checkpoint: bool = True
     progress: bool = True
     max_checkpoints_to_keep: int = 2
+    label: str = ""  # names the run in figures, e.g. "sac on pendulum"
 
 
 def hparam_grid(base: dict[str, jax.Array], grid: dict[str, list]) -> tuple[dict[str, jax.Array], list[dict]]:
@@ -428,11 +429,7 @@ class Runner:
             run_logging.write_json(self.out_dir / "summary.json", summary)
             run_logging.write_json(self.out_dir / "eval_returns.json", self.eval_returns)
             try:
-                key = "eval_return"
-                if self.rows and key not in self.rows[0]:  # regret-judged algorithms: plot their own metric
-                    own = [k for k in self.rows[-1] if "regret" in k or "suboptimality" in k]
-                    key = own[0] if own else key
-                run_logging.plot_learning_curve(self.rows, self.out_dir / "learning_curve.png", key=key)
+                run_logging.plot_run(self.rows, self.out_dir / "learning_curve.png", self.settings.label)
             except Exception as err:  # a figure must never lose a finished run's numbers
                 self.log(f"warning: could not draw the learning curve: {err}")
         return summary

@@ -30,8 +30,7 @@ import numpy as np
 
 from algorithms import demo_regularized as dr
 from algorithms import ucbvi
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 HERE = pathlib.Path(__file__).resolve().parent
 A1_DEMOS = (10, 30, 100, 300, 1000, 3000)

@@ -46,8 +46,7 @@ import time
 import jax
 import numpy as np
 
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import hparam_grid, init_grid, make_train_from, plan_phases
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -139,8 +138,8 @@ def bootstrap_ci(values, num_resamples=2000, seed=0):
 
 
 def real_datasets(kind: str, size: int, log):
+    from experiments.dataset_builder import get_or_build_dataset
     from hybrid_rl.datasets import load_d4rl_hdf5
-    from hybrid_rl.datasets.builder import get_or_build_dataset
 
     paths, refs = {}, {}
     for env in sorted(set(DATASET_ENV.values())):

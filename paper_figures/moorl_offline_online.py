@@ -27,9 +27,8 @@ import time
 
 import numpy as np
 
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import RunSettings, Runner
+from experiments.catalog import build_problem, default_hparams, get_algorithm
+from hybrid_rl.runner import Runner, RunSettings
 
 OUT = pathlib.Path(__file__).resolve().parent
 
@@ -113,7 +112,7 @@ def main():
         finish(result, args.replot.removesuffix(".json"), args.reps)
         return
 
-    from hybrid_rl.datasets.builder import get_or_build_dataset
+    from experiments.dataset_builder import get_or_build_dataset
 
     t_start = time.time()
     labels = configs(args)

@@ -38,8 +38,7 @@ import numpy as np
 
 from algorithms import optimistic_ac as oac
 from algorithms import ucbvi
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 HERE = pathlib.Path(__file__).resolve().parent
 N_OFF = (5, 20, 50, 200)

@@ -34,8 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algorithms import ucrl2
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 HERE = pathlib.Path(__file__).resolve().parent
 WINDOWS = (2_000, 6_000, 20_000)

@@ -8,11 +8,10 @@ import pytest
 
 from algorithms import bc, rlpd
 from envs.scripted_experts import pendulum_expert
-from hybrid_rl.algorithm import default_hparams, get_algorithm
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.datasets import write_d4rl_hdf5
 from hybrid_rl.datasets.rollout import rollout_d4rl
-from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import RunSettings, Runner
+from hybrid_rl.runner import Runner, RunSettings
 
 
 @pytest.fixture(scope="module")

@@ -114,7 +114,7 @@ def test_sim_real_pair_shares_the_env_and_sets_the_shift(hopper):
 
 
 def test_overrides_and_problem(hopper):
-    from hybrid_rl.problem import build_problem
+    from experiments.catalog import build_problem
 
     env, params, _ = envs.make_env("brax_hopper", max_steps_in_episode=200, gravity_scale=1.5)
     assert int(params.max_steps_in_episode) == 200 and float(params.gravity_scale) == 1.5

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from hybrid_rl.datasets import builder as B
+from experiments import dataset_builder as B
 from hybrid_rl.datasets import episode_returns, load_d4rl_hdf5, qlearning_dataset
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
@@ -153,7 +153,7 @@ def test_cartpole_kinds_build_load_and_order(data_dir):
 
 
 def test_dataset_loads_as_problem_with_refs(data_dir):
-    from hybrid_rl.problem import build_problem
+    from experiments.catalog import build_problem
 
     path = _build(data_dir, "expert")
     problem = build_problem("cartpole", dataset=path)
@@ -217,9 +217,8 @@ def test_cli_prints_path_counts_and_refs(data_dir, capsys):
 
 def test_bc_on_cartpole_expert_data_reaches_the_expert(data_dir):
     """The data are learnable: BC on 5k expert transitions gets >= 0.9 x the expert's return."""
-    from hybrid_rl.algorithm import default_hparams, get_algorithm
-    from hybrid_rl.problem import build_problem
-    from hybrid_rl.runner import RunSettings, Runner
+    from experiments.catalog import build_problem, default_hparams, get_algorithm
+    from hybrid_rl.runner import Runner, RunSettings
 
     path = _build(data_dir, "expert")
     problem = build_problem("cartpole", dataset=path)
@@ -239,8 +238,8 @@ def test_bc_on_cartpole_expert_data_reaches_the_expert(data_dir):
 
 def _expert_and_random_returns(env, expert, num_episodes, seed=0):
     """(returns, lengths) of the expert and of the uniform random policy, same key, one jitted program."""
+    from experiments.catalog import build_problem
     from hybrid_rl.evaluation import evaluate_policy
-    from hybrid_rl.problem import build_problem
 
     problem = build_problem(env)
     space = problem.env.action_space(problem.env_params)
@@ -272,7 +271,7 @@ def test_reacher_expert_far_above_random_and_settles_on_a_goal():
     from gymnax.environments.misc.reacher import EnvState
 
     from envs.scripted_experts import reacher_expert
-    from hybrid_rl.problem import build_problem
+    from experiments.catalog import build_problem
 
     (ret, _), (rand_ret, _) = _expert_and_random_returns("reacher", reacher_expert, 64)
     # Reward exp(-|tip - goal|^2) per step for 100 steps: measured ~73.5 for the expert (open-loop

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from algorithms import cal_ql
-from hybrid_rl.algorithm import default_hparams, get_algorithm
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.buffers import buffer_add, buffer_init
-from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import RunSettings, Runner
+from hybrid_rl.runner import Runner, RunSettings
 from hybrid_rl.types import Transition
 
 
@@ -50,9 +49,10 @@ def test_online_episodes_are_labelled_when_they_end():
 
 
 def test_calibrated_logsumexp_is_cqls_without_bound_and_only_lifts_policy_actions():
-    from hybrid_rl.networks import CriticEnsemble, TanhGaussianPolicy
-    from flax.training.train_state import TrainState
     import optax
+    from flax.training.train_state import TrainState
+
+    from hybrid_rl.networks import CriticEnsemble, TanhGaussianPolicy
 
     obs, next_obs = jax.random.normal(jax.random.key(0), (2, 5, 3))
     critic_net, actor_net = CriticEnsemble(2, (8,)), TanhGaussianPolicy(1, (8,))
@@ -112,8 +112,8 @@ def test_cal_ql_offline_then_online_on_builder_pendulum_medium_beats_the_data():
     """Measured (2026-11-25, 2-core CPU shared with other jobs: 66 s, 118 s under heavier load): the medium
     data's episodes average -826 (random -1236, expert -166); after 3k offline steps the two seeds score
     -658 and -545, and after 3k online steps -377 and -325 (deterministic: the same in both runs)."""
+    from experiments.dataset_builder import get_or_build_dataset
     from hybrid_rl.datasets import episode_returns, load_d4rl_hdf5
-    from hybrid_rl.datasets.builder import get_or_build_dataset
 
     path = get_or_build_dataset("pendulum", "medium", 20_000, data_dir="data")
     problem = build_problem("pendulum", dataset=path)

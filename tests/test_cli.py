@@ -64,9 +64,9 @@ def test_run_writes_outputs_and_resume_finishes(tmp_path):
     import jax
 
     from envs.scripted_experts import cartpole_expert
+    from experiments.catalog import build_problem
     from hybrid_rl.datasets import write_d4rl_hdf5
     from hybrid_rl.datasets.rollout import rollout_d4rl
-    from hybrid_rl.problem import build_problem
 
     data = rollout_d4rl(build_problem("cartpole"), cartpole_expert, jax.random.key(0), 2_000, num_envs=4)
     path = write_d4rl_hdf5(tmp_path / "cartpole-expert.hdf5", data)
@@ -78,6 +78,7 @@ def test_run_writes_outputs_and_resume_finishes(tmp_path):
     assert "final eval return" in out.stdout
     for name in ("config.yaml", "metrics.csv", "summary.json", "eval_returns.json", "learning_curve.png"):
         assert (run_dir / name).exists(), name
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "complete"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["0"]["num_seeds"] == 2 and summary["0"]["grad_steps"] == 600
     rows = (run_dir / "metrics.csv").read_text().strip().splitlines()
@@ -111,14 +112,45 @@ def test_algorithm_fields_work_as_top_level_shortcuts():
 
 def test_total_steps_sets_the_env_step_budget_of_two_phase_algorithms():
     from algorithms import cal_ql, iql, sac
-    from experiments.run import _apply_total_steps
+    from experiments.catalog import apply_budget, get_algorithm
 
-    assert _apply_total_steps("sac", sac.Config(), 123).total_steps == 123
+    assert apply_budget(get_algorithm("sac"), sac.Config(), None, 123_000).total_steps == 123_000
     for name, cls in [("iql", iql.Config), ("cal_ql", cal_ql.Config)]:
-        config = _apply_total_steps(name, cls(), 123)
+        spec = get_algorithm(name)
+        config = apply_budget(spec, cls(), None, 123)
         assert config.online_steps == 123 and config.offline_steps == cls().offline_steps
-        config = _apply_total_steps(name, cls(), 77, phase="offline")
+        config = apply_budget(spec, cls(), None, 123, offline_steps=45)
+        assert config.online_steps == 123 and config.offline_steps == 45
+        config = apply_budget(spec, cls(), None, 77, offline_only=True)
         assert config.offline_steps == 77 and config.online_steps == cls().online_steps
+
+
+def test_warmup_longer_than_the_budget_is_clipped_with_one_line():
+    from algorithms import sac
+    from experiments.catalog import apply_budget, get_algorithm
+
+    lines = []
+    config = apply_budget(get_algorithm("sac"), sac.Config(), None, 3000, log=lines.append)
+    assert config.total_steps == 3000 and config.warmup_steps == 3000
+    assert len(lines) == 1 and "warmup_steps=5000" in lines[0] and "clipped to 3000" in lines[0]
+
+
+def test_every_algorithm_declares_a_budget_that_total_steps_sets():
+    """total_steps means env steps (iterations rounded up to whole ones) for every interacting algorithm and
+    gradient steps for offline-only ones; each algorithm's agent then runs that many."""
+    from experiments.catalog import apply_budget, list_algorithms
+    from experiments.smoke import smoke_problem
+
+    for name, spec in list_algorithms().items():
+        problem = smoke_problem(spec)
+        config = apply_budget(spec, spec.config_cls(), problem, 1000, log=lambda _: None)
+        phase = spec.make(config, problem).phases[-1]
+        if spec.budget.unit == "grad_steps":
+            assert phase.num_iterations * phase.grad_steps_per_iteration == 1000, name
+        else:
+            steps = phase.num_iterations * phase.env_steps_per_iteration
+            assert steps >= 1000 - getattr(config, "warmup_steps", 0), name
+            assert steps - phase.env_steps_per_iteration < 1000, name
 
 
 def test_env_parameter_shortcut_means_env_kwargs():
@@ -126,3 +158,39 @@ def test_env_parameter_shortcut_means_env_kwargs():
 
     assert _force_dict_keys(["env=comblock", "env.horizon=20", "env.name=x", "env.kwargs.noise=0.1"]) == [
         "env=comblock", "++env.kwargs.horizon=20", "env.name=x", "++env.kwargs.noise=0.1"]
+
+
+@pytest.mark.parametrize("args", [["seeds=0"], ["seeds=-1"], ["num_evals=0"], ["eval_episodes=-2"],
+                                  ["dataset_size=0"], ["seeds=two"]])
+def test_out_of_range_run_values_are_one_line_before_anything_runs(args):
+    from experiments.run import check_overrides
+
+    message = check_overrides(args)
+    key = args[0].split("=")[0]
+    assert message is not None and "\n" not in message and message.startswith(f"error: {key} must be an integer")
+
+
+def test_flags_may_stand_anywhere_on_the_line():
+    from experiments.run import split_flags
+
+    assert split_flags(["algo=rlpd", "--cfg", "job", "seeds=2"]) == (["algo=rlpd", "seeds=2"], ["--cfg", "job"])
+    assert split_flags(["--help", "algo=sac"]) == (["algo=sac"], ["--help"])
+    assert split_flags(["-m", "algo=sac,rlpd", "--info", "x=1"]) == (["algo=sac,rlpd", "x=1"], ["-m", "--info"])
+
+
+def test_cfg_job_and_help_work_anywhere(tmp_path):
+    out = _cli("algo=rlpd", "--cfg", "job", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "name: rlpd" in out.stdout and "utd: 20" in out.stdout
+    out = _cli("algo=sac", "seeds=2", "--help", cwd=tmp_path)
+    assert out.returncode == 0 and "Algorithms (algo=...)" in out.stdout, out.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_that_fails_before_its_first_chunk_leaves_no_folder(tmp_path):
+    out = _cli("algo=bc", "env=cartpole", cwd=tmp_path)  # bc needs offline data
+    assert out.returncode == 2 and "needs offline data" in out.stderr
+    leftovers = [p for p in (tmp_path / "runs").rglob("*")] if (tmp_path / "runs").exists() else []
+    assert not leftovers, leftovers
+    out = _cli("algo=sac", "seeds=0", cwd=tmp_path)
+    assert out.returncode == 2 and not (tmp_path / "runs").exists()

@@ -8,14 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_h2o import run_short
 
 from algorithms import cql
 from envs.scripted_experts import pendulum_expert
+from experiments.catalog import build_problem
 from hybrid_rl.datasets import write_d4rl_hdf5
 from hybrid_rl.datasets.rollout import rollout_d4rl
 from hybrid_rl.networks import TanhGaussianPolicy
-from hybrid_rl.problem import build_problem
-from test_h2o import run_short
 
 
 def q_of_action(a):

@@ -112,7 +112,7 @@ def test_cal_ql_without_phase_skips_its_online_phase_when_nothing_simulates_the_
 
 
 def test_a_file_that_fits_no_env_and_has_no_d4rl_name_is_trained_offline(tmp_path):
-    from experiments.run import problem_for_dataset_file
+    from experiments.catalog import problem_for_dataset_file
 
     path = write_d4rl_hdf5(tmp_path / "robot_logs.hdf5", fake_d4rl(obs_dim=5, action_dim=2))
     lines = []
@@ -127,7 +127,7 @@ def test_a_file_that_fits_no_env_and_has_no_d4rl_name_is_trained_offline(tmp_pat
 
 def test_brax_stands_in_for_mujoco_with_d4rl_normalized_scores(tmp_path):
     pytest.importorskip("brax")
-    from experiments.run import problem_for_dataset_file
+    from experiments.catalog import problem_for_dataset_file
 
     path = write_d4rl_hdf5(tmp_path / "hopper-medium-v2.hdf5", fake_d4rl())
     lines = []

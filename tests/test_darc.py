@@ -7,12 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_h2o import predicted_thdot, real_dataset, run_short
 
 from algorithms import darc
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.types import Transition
-from test_h2o import predicted_thdot, real_dataset, run_short
 
 
 def test_reward_correction_is_the_classifiers_log_ratio_difference():

@@ -10,11 +10,10 @@ import pytest
 
 from algorithms import h2o
 from envs.scripted_experts import pendulum_expert
-from hybrid_rl.algorithm import default_hparams, get_algorithm
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.datasets import write_d4rl_hdf5
 from hybrid_rl.datasets.rollout import rollout_d4rl
-from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import RunSettings, Runner, hparam_grid, make_train
+from hybrid_rl.runner import Runner, RunSettings, hparam_grid, make_train
 
 # Cheap XLA settings for the short runs of the unit tests: a third of the compile time, and these runs are
 # a few hundred tiny updates. (Only via ``Lowered.compile``; the Runner and the figure use the defaults.)

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from algorithms import hnpg
-from hybrid_rl.algorithm import default_hparams, get_algorithm
+from algorithms import _hnpg_common, hnpg
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.onpolicy import conjugate_gradient, fisher_vector_product, trpo_step
-from hybrid_rl.problem import build_problem
 from hybrid_rl.runner import make_train
 
 # A tiny categorical policy: a logit table for 3 states x 4 actions.
@@ -23,15 +22,15 @@ OLD = {"logits": jax.random.normal(jax.random.key(0), (3, 4)) * 0.5}
 
 
 def _old_logp(p=OLD):
-    return hnpg.log_prob(True, p["logits"][STATES], None, ACTIONS)
+    return _hnpg_common.log_prob(True, p["logits"][STATES], None, ACTIONS)
 
 
 def surrogate(p):
-    return jnp.mean(ADV * jnp.exp(hnpg.log_prob(True, p["logits"][STATES], None, ACTIONS) - _old_logp()))
+    return jnp.mean(ADV * jnp.exp(_hnpg_common.log_prob(True, p["logits"][STATES], None, ACTIONS) - _old_logp()))
 
 
 def kl(p):
-    return jnp.mean(hnpg.kl_divergence(True, OLD["logits"][STATES], None, p["logits"][STATES], None))
+    return jnp.mean(_hnpg_common.kl_divergence(True, OLD["logits"][STATES], None, p["logits"][STATES], None))
 
 
 def test_conjugate_gradient_matches_a_dense_solve_of_the_fisher_system():
@@ -81,7 +80,7 @@ def test_backward_critic_sweep_on_a_3_level_lock_with_known_q():
         reward = jnp.where((h == H - 1) & (s == 0) & (a == 0), 1.0, 0.0)
         terminated = jnp.full(4, h == H - 1)
         next_q = q_next[s_next, 0]  # a' = pi_{h+1}(s') = 0
-        y = hnpg.critic_targets(reward, terminated, 1.0 * next_q, h == H - 1)
+        y = _hnpg_common.critic_targets(reward, terminated, 1.0 * next_q, h == H - 1)
         return q_h.at[s, a].set(y), jnp.mean((q_h[s, a] - y) ** 2)  # an exact regression fit
 
     q0 = jnp.zeros((H, 2, 2))
@@ -173,7 +172,7 @@ STATIONARY_TINY = dict(num_iterations=2, min_online_steps=64, num_envs=4, critic
 @pytest.fixture(scope="module")
 def scripted_data(tmp_path_factory):
     """Tiny expert datasets from the builder (scripted experts, so nothing is trained)."""
-    from hybrid_rl.datasets.builder import get_or_build_dataset
+    from experiments.dataset_builder import get_or_build_dataset
 
     data_dir = tmp_path_factory.mktemp("hnpg_data")
     return {env: get_or_build_dataset(env, "expert", 500, data_dir=data_dir, log=None, policy="scripted",
@@ -220,7 +219,7 @@ def test_hnpg_learns_cartpole_from_expert_data():
     NPG (hybrid=False) with the same settings: 344, 296, 432, 451, 500 (no clear gain from the data here).
     With the lock's critic_lr 3e-4 the critic lags CartPole's returns: 150 iterations ended at a mean of 369.
     """
-    from hybrid_rl.datasets.builder import get_or_build_dataset
+    from experiments.dataset_builder import get_or_build_dataset
 
     path = get_or_build_dataset("cartpole", "expert", 20_000, data_dir="data", log=None, policy="scripted")
     problem = build_problem("cartpole", dataset=path)

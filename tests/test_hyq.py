@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from algorithms import hyq
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import make_train
 
 

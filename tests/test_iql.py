@@ -12,12 +12,11 @@ import pytest
 
 from algorithms import iql
 from envs.scripted_experts import pendulum_expert
-from hybrid_rl.algorithm import default_hparams, get_algorithm
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.buffers import buffer_add, buffer_init
 from hybrid_rl.datasets import write_d4rl_hdf5
 from hybrid_rl.datasets.rollout import rollout_d4rl
-from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import RunSettings, Runner, make_chunk
+from hybrid_rl.runner import Runner, RunSettings, make_chunk
 from hybrid_rl.types import Transition
 
 TINY = dict(hidden_sizes=(16, 16), batch_size=16)
@@ -148,7 +147,7 @@ def test_offline_only_on_a_raw_d4rl_layout_file_without_evaluation_and_a_traced_
 
 @pytest.mark.slow
 def test_iql_offline_on_builder_pendulum_expert_gets_close_to_the_expert():
-    from hybrid_rl.datasets.builder import describe_dataset, get_or_build_dataset
+    from experiments.dataset_builder import describe_dataset, get_or_build_dataset
 
     path = get_or_build_dataset("pendulum", "expert", 20_000, data_dir="data")
     info = describe_dataset(path)

@@ -9,8 +9,7 @@ import numpy as np
 
 from algorithms import lsvi_ucb, ucbvi
 from algorithms import optimistic_ac as oac
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 
 def _random_episodes(key, model, n):

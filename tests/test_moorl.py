@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from algorithms import moorl, sac
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import RunSettings, Runner
+from experiments.catalog import build_problem, default_hparams, get_algorithm
+from hybrid_rl.runner import Runner, RunSettings
 from hybrid_rl.types import Transition
 
 TINY = dict(hidden_sizes=(16, 16), batch_size=8, buffer_size=100)
@@ -125,7 +124,7 @@ def test_moorl_on_pendulum_medium_replay_beats_sac_from_scratch_over_10k_steps()
     """4 seeds each, 10k online env steps. SAC from scratch has also swung the pendulum up by 10k steps on
     some seeds, so the test compares the mean evaluation return over the run (evaluations at 2.5k, 5k,
     7.5k and 10k steps): the offline data has to make MOORL learn sooner."""
-    from hybrid_rl.datasets.builder import get_or_build_dataset
+    from experiments.dataset_builder import get_or_build_dataset
 
     path = get_or_build_dataset("pendulum", "medium-replay", 20_000, data_dir="data")
     common = dict(total_steps=10_000, hidden_sizes=(64, 64), batch_size=128)

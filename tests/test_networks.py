@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hybrid_rl.networks import CategoricalPolicy, CriticEnsemble, MLP, TanhGaussianPolicy, tanh_gaussian_mode
+from hybrid_rl.networks import MLP, CategoricalPolicy, CriticEnsemble, TanhGaussianPolicy, tanh_gaussian_mode
 
 
 def test_critic_ensemble_shapes_and_independent_members():

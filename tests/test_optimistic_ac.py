@@ -10,8 +10,7 @@ import pytest
 
 from algorithms import optimistic_ac as oac
 from algorithms import ucbvi
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 SPEC = get_algorithm("optimistic_ac")
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from algorithms import ppo
-from hybrid_rl.algorithm import default_hparams, get_algorithm
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.onpolicy import gae
-from hybrid_rl.problem import build_problem
 from hybrid_rl.runner import make_train
 
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from algorithms import rbocpd_ucrl2, ucrl2  # noqa: F401  (registers them)
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 
 @functools.lru_cache(maxsize=None)

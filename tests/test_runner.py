@@ -13,10 +13,19 @@ import numpy as np
 import pytest
 
 from algorithms import sac
-from hybrid_rl.algorithm import Agent, Phase, default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import (NonFiniteLossError, RunSettings, Runner, hparam_grid, init_grid, init_one_by_one,
-                              make_seed_sweep, make_train, plan_phases)
+from experiments.catalog import build_problem, default_hparams, get_algorithm
+from hybrid_rl.algorithm import Agent, Phase
+from hybrid_rl.runner import (
+    NonFiniteLossError,
+    Runner,
+    RunSettings,
+    hparam_grid,
+    init_grid,
+    init_one_by_one,
+    make_seed_sweep,
+    make_train,
+    plan_phases,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = sac.Config(total_steps=300, warmup_steps=100, hidden_sizes=(16, 16), batch_size=16, buffer_size=300)
@@ -164,8 +173,8 @@ def test_killed_run_resumes_to_identical_numbers(pendulum, tmp_path):
 _MULTI_DEVICE_SCRIPT = """
 import json, sys, jax
 from algorithms import sac
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
+from experiments.catalog import default_hparams, get_algorithm
+from experiments.catalog import build_problem
 from hybrid_rl.runner import RunSettings, Runner
 cfg = sac.Config(total_steps=300, warmup_steps=100, hidden_sizes=(16, 16), batch_size=16, buffer_size=300)
 problem = build_problem("pendulum", {"max_steps_in_episode": 50})

@@ -89,7 +89,7 @@ def test_temperature_rises_when_entropy_is_below_target():
 
 
 def test_config_errors_are_clear():
-    from hybrid_rl.problem import build_problem
+    from experiments.catalog import build_problem
 
     with pytest.raises(ValueError, match="continuous actions"):
         sac.make(sac.Config(), build_problem("cartpole"))
@@ -104,8 +104,8 @@ def test_sac_learns_pendulum_4_seeds():
     """The issue's bar: mean eval return above -400 within 20k env steps, 4 vmapped seeds.
 
     A broken critic target or actor sign stays near -1200 (random)."""
-    from hybrid_rl.problem import build_problem
-    from hybrid_rl.runner import RunSettings, Runner
+    from experiments.catalog import build_problem
+    from hybrid_rl.runner import Runner, RunSettings
 
     config = sac.Config(total_steps=20_000, warmup_steps=2_000, hidden_sizes=(128, 128), batch_size=128)
     problem = build_problem("pendulum")

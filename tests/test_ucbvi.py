@@ -10,9 +10,8 @@ import pytest
 
 from algorithms import ucbvi
 from envs.combination_lock import TabularCombinationLock
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl import tabular
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
 
 
 def _random_model(key, H=4, S=4, A=3):

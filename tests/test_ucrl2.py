@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from algorithms import sw_ucrl2, ucrl2, ucrl2_restarts  # noqa: F401  (sw_ucrl2: registers it)
+from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl import tabular
-from hybrid_rl.algorithm import default_hparams, get_algorithm
-from hybrid_rl.problem import build_problem
-from hybrid_rl.runner import RunSettings, Runner
+from hybrid_rl.runner import Runner, RunSettings
 
 
 @functools.lru_cache(maxsize=None)

@@ -2,9 +2,9 @@
 importing ``hybrid_rl`` sets the XLA flag, and the minimal reproduction finishes in a fresh process."""
 
 import os
+import pathlib
 import subprocess
 import sys
-import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -38,6 +38,7 @@ import h5py
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_rl.logging import readable_by_group
 from hybrid_rl.types import Transition
 
 __all__ = [
@@ -484,6 +485,7 @@ def write_d4rl_hdf5(
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, p)
+        readable_by_group(p)
     except (OSError, RuntimeError, ValueError, TypeError) as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, DatasetError):

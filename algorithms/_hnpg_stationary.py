@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from algorithms.hnpg import (
+from algorithms._hnpg_common import (
     LevelCritic,
     LevelPolicy,
     critic_targets,

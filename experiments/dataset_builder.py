@@ -69,6 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hybrid_rl.datasets.d4rl import load_d4rl_hdf5, write_d4rl_hdf5
+from hybrid_rl.logging import readable_by_group
 
 # Bump when a change to this file changes what a recipe produces: old cache entries then miss.
 BUILDER_VERSION = 1
@@ -140,7 +141,7 @@ class DatasetRecipe:
     num_checkpoints: Optional[int] = None
 
     def __post_init__(self):
-        from envs.registry import UnknownEnvError, get_env_spec
+        from experiments.catalog import UnknownEnvError, get_env_spec
 
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
         if self.kind not in KINDS:
@@ -337,7 +338,7 @@ def _find_source(name: str, env: str, action_kind: str) -> Optional[_Registered]
 def available_policies(env: str, action_kind: Optional[str] = None) -> list[str]:
     """Source names that apply to ``env``, in the order ``policy=auto`` tries them."""
     if action_kind is None:
-        from envs.registry import get_env_spec
+        from experiments.catalog import get_env_spec
 
         action_kind = get_env_spec(env).action_kind
     names = [name for name in _AUTO_ORDER if _find_source(name, env, action_kind) is not None]
@@ -441,8 +442,11 @@ def _finite_mdp_oracle(problem, recipe, data_dir, log) -> PolicySource:
 
 
 def _sac_source(problem, recipe, data_dir, log) -> PolicySource:
-    """Trains SAC once (or loads the cached run): actor params at every checkpoint plus the replay buffer."""
-    from hybrid_rl.algorithm import default_hparams, get_algorithm
+    """Trains SAC once (or loads the cached run): actor params at every checkpoint plus the replay buffer.
+
+    SAC is driven through its declared ``PolicyExport`` (policy parameters, acting from them, env steps, the
+    replay buffer), never through its state's fields."""
+    from experiments.catalog import default_hparams, get_algorithm
 
     spec = get_algorithm("sac")
     config = spec.config_cls(
@@ -452,27 +456,23 @@ def _sac_source(problem, recipe, data_dir, log) -> PolicySource:
         num_envs=1,  # one stream: the buffer is then in time order, episodes contiguous (D4RL's replay layout)
     )
     agent = spec.make(config, problem)
+    export = agent.export
     hparams = default_hparams(spec, config)
     train_key = jax.random.fold_in(jax.random.key(recipe.seed), _KEY_TRAIN)
     template = jax.eval_shape(agent.init, train_key, hparams)
-    apply_fn = template.actor.apply_fn  # a module's apply: static, holds no arrays
     path = policy_cache_path(recipe, data_dir)
 
-    run = _load_sac_run(path, recipe, template.actor.params, log)
+    run = _load_sac_run(path, recipe, export.params(template), log)
     if run is None:
         run = _train_sac(agent, problem, hparams, train_key, recipe, log)
         _save_sac_run(path, recipe, run)
         log(f"cached SAC checkpoints and replay buffer in {path}")
     checkpoints, steps, buffer = run
 
-    from hybrid_rl.networks import tanh_gaussian_mode
-
     deterministic = recipe.deterministic
 
     def act(params, obs, state, key):
-        dist = apply_fn(params, problem.flat_obs(obs))
-        action = tanh_gaussian_mode(dist) if deterministic else dist.sample(seed=key)
-        return problem.to_env_action(action)
+        return export.act(params, obs, key, deterministic)
 
     def replay(env_steps: int) -> dict:
         n = int(env_steps)
@@ -504,6 +504,7 @@ def _train_sac(agent, problem, hparams, key, recipe, log):
     """
     from hybrid_rl.runner import make_chunk, plan_phases
 
+    export = agent.export
     t0 = time.perf_counter()
     state = jax.jit(agent.init)(key, hparams)
     plans = plan_phases(agent, recipe.num_checkpoints)
@@ -515,17 +516,17 @@ def _train_sac(agent, problem, hparams, key, recipe, log):
         chunk = jax.jit(make_chunk(agent, problem, plan.phase, plan.chunk_length, eval_episodes=0))
         for _ in range(plan.num_chunks):
             state, metrics = chunk(state, dummy_eval_key)
-            params.append(jax.device_get(state.actor.params))
-            steps.append(int(state.env_steps))
+            params.append(jax.device_get(export.params(state)))
+            steps.append(int(export.env_steps(state)))
             frac = steps[-1] / total
             if frac - last_report >= 0.1 or steps[-1] >= total:
                 last_report = frac
                 ret = float(metrics.get("train_episode_return", np.nan))
                 log(f"SAC {recipe.env}: {steps[-1]}/{total} env steps, train episode return {ret:.1f}, "
                     f"{time.perf_counter() - t0:.0f} s")
-    buffer = jax.device_get(state.buffer)
-    n = int(buffer.size)
-    data = {f: np.asarray(getattr(buffer.data, f))[:n] for f in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
+    rows, size = jax.device_get(export.replay(state))
+    n = int(size)
+    data = {f: np.asarray(getattr(rows, f))[:n] for f in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
     stacked = jax.tree.map(lambda *xs: np.stack(xs), *params)
     return stacked, np.asarray(steps, np.int64), data
 
@@ -543,6 +544,7 @@ def _save_sac_run(path: pathlib.Path, recipe: DatasetRecipe, run) -> None:
     try:
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
+        readable_by_group(path)
     finally:
         pathlib.Path(tmp).unlink(missing_ok=True)
 
@@ -746,7 +748,7 @@ _MAX_CONTEXTS = 4
 
 
 def _context(recipe: DatasetRecipe, root: pathlib.Path, log) -> _Context:
-    from hybrid_rl.problem import build_problem
+    from experiments.catalog import build_problem
 
     key = (_policy_key(recipe), recipe.deterministic, str(root.resolve()))
     if key in _CONTEXTS:
