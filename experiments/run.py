@@ -309,7 +309,10 @@ def stop_on_ctrl_c(out_dir: pathlib.Path) -> None:
     signal.signal(signal.SIGINT, lambda *_: None)  # the watcher acts; no KeyboardInterrupt traceback
 
     def watch():
-        reader.recv(1)
+        # The wakeup fd receives the number of every signal that has a Python handler (a library's SIGTERM
+        # or SIGCHLD handler too): act on SIGINT only.
+        while reader.recv(1) != bytes([signal.SIGINT]):
+            pass
         if has_checkpoint(out_dir):
             write_status(out_dir, "interrupted", resume=f"python -m experiments.run resume={out_dir}")
             line = f"interrupted: resume with  python -m experiments.run resume={out_dir}"
