@@ -85,11 +85,11 @@ def method_config(name: str, steps: int):
     return get_algorithm(name).config_cls(**overrides)
 
 
-def init_and_train(agent, problem, num_evals: int, eval_episodes: int):
+def init_and_train(agent, problem, num_evals: int, eval_episodes: int, deterministic: bool = True):
     """``program(keys, hparams) -> (state, metrics per phase)``: ``runner.make_train`` for a (hparam point, seed)
     grid, with the same key derivation; states initialised one (point, seed) at a time (``runner.init_grid``:
     jaxlib 0.10 deadlocks on this 2-core CPU when vmapped orthogonal initialisers' batched QRs run together)."""
-    train_from = make_train_from(agent, problem, num_evals, eval_episodes)
+    train_from = make_train_from(agent, problem, num_evals, eval_episodes, deterministic)
 
     def program(keys, hparams):
         num_hp = jax.tree.leaves(hparams)[0].shape[0]
@@ -101,7 +101,7 @@ def init_and_train(agent, problem, num_evals: int, eval_episodes: int):
     return jax.jit(program)
 
 
-def run_method(name, env, shifts, data_path, steps, seeds, num_evals, eval_episodes, log):
+def run_method(name, env, shifts, data_path, steps, seeds, num_evals, eval_episodes, log, deterministic=True):
     """Final and per-evaluation real returns, shape (len(shifts), seeds[, evals]), and the logged gap metrics."""
     problem = build_problem(env, dataset=data_path)
     spec = get_algorithm(name)
@@ -111,7 +111,7 @@ def run_method(name, env, shifts, data_path, steps, seeds, num_evals, eval_episo
     hparams, _ = hparam_grid(default_hparams(spec, config), grid)
     keys = jax.random.split(jax.random.key(0), seeds)
     t0 = time.perf_counter()
-    _, metrics = jax.device_get(init_and_train(agent, problem, num_evals, eval_episodes)(keys, hparams))
+    _, metrics = jax.device_get(init_and_train(agent, problem, num_evals, eval_episodes, deterministic)(keys, hparams))
     seconds = time.perf_counter() - t0
     last = metrics[-1]
     curve = np.concatenate([m["eval_return"] for m in metrics], axis=-1)  # (points, seeds, evals)
@@ -164,6 +164,8 @@ def main():
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--envs", default=None, help="comma-separated subset of the pair envs (default: all)")
     parser.add_argument("--out", default=str(HERE / "h2o_dynamics_gap"))
+    parser.add_argument("--sampled-eval", action="store_true",
+                        help="evaluate every method's sampled policy (default: each one's deterministic policy)")
     args = parser.parse_args()
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     start = time.perf_counter()
@@ -186,7 +188,7 @@ def main():
                 out["returns"] = np.broadcast_to(out["returns"][:1], (len(values),) + out["returns"].shape[1:])
             else:
                 out = run_method(name, env, values, paths[DATASET_ENV[env]], steps, args.seeds, args.num_evals,
-                                 args.eval_episodes, log)
+                                 args.eval_episodes, log, deterministic=not args.sampled_eval)
                 done_offline[DATASET_ENV[env]] = out
             for i, value in enumerate(values):
                 entry = {"returns": out["returns"][i].tolist(), "seconds": out["seconds"], "steps": out["steps"]}

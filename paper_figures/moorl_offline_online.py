@@ -51,12 +51,13 @@ def configs(args) -> dict[str, tuple[str, dict]]:
     }
 
 
-def run_one(algo: str, overrides: dict, problem, seeds: int, num_evals: int, eval_episodes: int):
+def run_one(algo: str, overrides: dict, problem, seeds: int, num_evals: int, eval_episodes: int,
+            deterministic: bool = True):
     spec = get_algorithm(algo)
     config = spec.config_cls(**overrides)
     runner = Runner(spec.make(config, problem), problem, default_hparams(spec, config),
                     RunSettings(num_seeds=seeds, num_evals=num_evals, eval_episodes=eval_episodes, progress=False,
-                                checkpoint=False))
+                                checkpoint=False, deterministic_eval=deterministic))
     runner.run()
     # Online-step curve per seed: offline-phase evaluations sit at online step 0 (the last one is kept).
     rows = [r for r in runner.rows if "normalized_score" in r]
@@ -104,6 +105,8 @@ def main():
     parser.add_argument("--reps", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--algos", default="", help="comma-separated subset of labels (default: all)")
     parser.add_argument("--out", default=str(OUT / "moorl_offline_online"), help="output path without extension")
+    parser.add_argument("--sampled-eval", action="store_true",
+                        help="evaluate every method's sampled policy (default: each one's deterministic policy)")
     parser.add_argument("--replot", default="", help="a JSON this script wrote: redo its figure and claims only")
     args = parser.parse_args()
     if args.replot:
@@ -129,7 +132,8 @@ def main():
             raise SystemExit(f"dataset {path} has no reference returns in its metadata")
         for label, (algo, overrides) in labels.items():
             t0 = time.time()
-            curves = run_one(algo, overrides, problem, args.seeds, args.num_evals, args.eval_episodes)
+            curves = run_one(algo, overrides, problem, args.seeds, args.num_evals, args.eval_episodes,
+                             deterministic=not args.sampled_eval)
             raw[f"{env}:{kind}:{label}"] = curves
             final = on_grid(curves, grid)[:, -1]
             print(f"{env}:{kind:<14} {label:<17} final normalized {final.mean():7.1f} +- {final.std():5.1f} "
