@@ -27,7 +27,8 @@ ARRAYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_o
 
 
 def code_version(repo: pathlib.Path = REPO) -> dict:
-    """{"commit": the HEAD commit or None outside git, "dirty": uncommitted changes to tracked files}."""
+    """{"commit": the HEAD commit or None outside git, "dirty": uncommitted changes to tracked files other than
+    figure outputs (``paper_figures/*.json|png``, which the scripts themselves rewrite)}."""
 
     def git(*cmd):
         return subprocess.run(["git", "-C", str(repo), *cmd], capture_output=True, text=True, timeout=30)
@@ -36,7 +37,9 @@ def code_version(repo: pathlib.Path = REPO) -> dict:
     if head.returncode != 0:
         return {"commit": None, "dirty": None}
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    code = [path for path in changed if not (path.startswith("paper_figures/") and path.endswith((".json", ".png")))]
+    return {"commit": head.stdout.strip(), "dirty": bool(code)}
 
 
 def dataset_record(path, extra: Optional[Mapping] = None) -> dict:
