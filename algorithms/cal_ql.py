@@ -25,17 +25,13 @@ The actor and temperature losses are SAC's. Two phases: "offline" (``offline_ste
 batches), then "online" (one env step and one update per iteration, batches ``mixing_ratio`` offline /
 the rest online, 50/50 by default).
 
-Note: the CQL term is written here as its own function (``calibrated_logsumexp``, with
-``importance_logsumexp``) rather than imported from ``algorithms/cql.py``: that file was still being
-written when this one was, and its ``ood_logsumexp`` scores all 3N proposals in one logsumexp with no
-hook for the bound. With the bound at -inf the two agree exactly (tests/test_cal_ql.py checks it when
-cql.py is present); the defaults of the config fields below are the CQL ones of spec 6.3 / 7.2.
+The conservative term is the CQL family's one (``algorithms/_conservative.py``, shared with CQL) with the
+bound passed in; with the bound at -inf it is CQL's exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import chex
@@ -46,6 +42,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from algorithms import sac
+from algorithms._conservative import importance_logsumexp, ood_logsumexp, scale_rewards  # noqa: F401
 from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
 from hybrid_rl.buffers import ReplayBuffer
 from hybrid_rl.problem import Problem
@@ -151,30 +148,11 @@ def label_finished_episodes(rtg, buffer: ReplayBuffer, start, length, done, num_
 # ------------------------------------------------------------------------------------------------
 
 
-def importance_logsumexp(q, log_density, temp):
-    """T * logsumexp_j ((q_j - log mu_j) / T) over the first axis (the sampled actions)."""
-    return temp * jax.nn.logsumexp((q - log_density) / temp, axis=0)
-
-
 def calibrated_logsumexp(critic_apply, critic_params, actor, obs, next_obs, lower_bound, key, num_actions: int,
                          temp):
     """CQL(H)'s importance-sampled logsumexp per critic, shape (E, B), with the policy actions' Q-values
     (at s and s', scored by Q(s, .)) bounded below by ``lower_bound`` (B,); uniform ones are not."""
-    k_rand, k_pi, k_next = jax.random.split(key, 3)
-    a_pi, log_pi = actor.apply_fn(actor.params, obs).sample_and_log_prob(seed=k_pi, sample_shape=num_actions)
-    a_next, log_next = actor.apply_fn(actor.params, next_obs).sample_and_log_prob(seed=k_next,
-                                                                                  sample_shape=num_actions)
-    n, batch, action_dim = a_pi.shape
-    a_rand = jax.random.uniform(k_rand, (n, batch, action_dim), minval=-1.0, maxval=1.0)
-    actions = jax.lax.stop_gradient(jnp.concatenate([a_rand, a_pi, a_next], axis=0))
-    log_density = jax.lax.stop_gradient(
-        jnp.concatenate([jnp.full((n, batch), -action_dim * math.log(2.0)), log_pi, log_next], axis=0)
-    )
-    obs_rep = jnp.broadcast_to(obs[None], (3 * n,) + obs.shape)
-    q = critic_apply(critic_params, obs_rep, actions)  # (E, 3N, B)
-    is_policy = (jnp.arange(3 * n) >= n)[None, :, None]
-    q = jnp.where(is_policy, jnp.maximum(q, jax.lax.stop_gradient(lower_bound)[None, None, :]), q)
-    return jax.vmap(lambda q_i: importance_logsumexp(q_i, log_density, temp))(q)
+    return ood_logsumexp(critic_apply, critic_params, actor, obs, next_obs, key, num_actions, temp, lower_bound)
 
 
 def max_backup_target(key, batch: Transition, actor, critic, target_params, gamma, num_actions: int):
