@@ -85,6 +85,13 @@ def cql_penalty(critic_apply, critic_params, q_data, actor, obs, next_obs, key, 
 # ------------------------------------------------------------------------------------------------
 
 
+def offline_data(config: Config, problem: Problem):
+    """The dataset as CQL learns from it: flat observations, rewards r' = reward_scale r + reward_bias."""
+    data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs),
+                                   next_obs=problem.flat_obs(problem.dataset.next_obs))
+    return data.replace(reward=scale_rewards(data.reward, config.reward_scale, config.reward_bias))
+
+
 @struct.dataclass
 class CQLState:
     sac: sac.SACState
@@ -97,9 +104,7 @@ def make(config: Config, problem: Problem, name: str = "cql") -> Agent:
             f"{name} needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> "
             "(make one with `python -m experiments.make_dataset`)"
         )
-    data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs),
-                                   next_obs=problem.flat_obs(problem.dataset.next_obs))
-    data = data.replace(reward=scale_rewards(data.reward, config.reward_scale, config.reward_bias))
+    data = offline_data(config, problem)
     base = sac.make(dataclasses.replace(config, warmup_steps=0, total_steps=max(config.total_steps, 1)),
                     problem, name=name)
     target_entropy = -config.target_entropy_scale * problem.action_dim
