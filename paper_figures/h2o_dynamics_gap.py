@@ -49,6 +49,7 @@ import numpy as np
 from hybrid_rl.algorithm import default_hparams, get_algorithm
 from hybrid_rl.problem import build_problem
 from hybrid_rl.runner import hparam_grid, init_grid, make_train_from, plan_phases
+from paper_figures.provenance import mean_ci, provenance
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -132,12 +133,10 @@ def run_method(name, env, shifts, data_path, steps, seeds, num_evals, eval_episo
     return out
 
 
-def bootstrap_ci(values, num_resamples=2000, seed=0):
-    """95% percentile bootstrap interval of the mean over seeds."""
-    rng = np.random.default_rng(seed)
-    values = np.asarray(values, np.float64)
-    means = values[rng.integers(0, len(values), (num_resamples, len(values)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def bootstrap_ci(values, name: str):
+    """95% percentile bootstrap interval of the mean over seeds, its resamples seeded by ``name``."""
+    lo, hi = mean_ci(np.asarray(values, np.float64)[:, None], name)
+    return float(lo[0]), float(hi[0])
 
 
 def real_datasets(kind: str, size: int, log):
@@ -172,6 +171,8 @@ def main():
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     start = time.perf_counter()
     paths, refs = real_datasets(args.kind, args.dataset_size, log)
+    record = provenance(args, seeds=range(args.seeds), datasets=paths,
+                        evaluation="sampled" if args.sampled_eval else "deterministic")
     methods = args.methods.split(",")
 
     # One program per (method, env); the shifts of one env are a traced axis of it.
@@ -210,7 +211,8 @@ def main():
             returns = np.asarray(results[name][f"{env}@{value:g}"]["returns"])
             score = 100.0 * (returns - lo) / (hi - lo)
             final = score[:, -1]
-            row[name] = {"final_score_mean": float(final.mean()), "final_score_ci95": bootstrap_ci(final),
+            row[name] = {"final_score_mean": float(final.mean()),
+                         "final_score_ci95": bootstrap_ci(final, f"{label}:{name}"),
                          "final_score_per_seed": final.tolist(), "curve_mean": score.mean(axis=0).tolist(),
                          "curve_steps": results[name][f"{env}@{value:g}"]["steps"],
                          "final_return_mean": float(returns[:, -1].mean())}
@@ -220,7 +222,8 @@ def main():
         summary[label] = row
     claims = check_claims(summary, results, methods)
     runtime = time.perf_counter() - start
-    payload = {"args": vars(args), "runtime_s": runtime, "refs": refs, "datasets": paths, "summary": summary,
+    payload = {"args": vars(args), "provenance": record, "runtime_s": runtime, "refs": refs, "datasets": paths,
+               "summary": summary,
                "claims": claims, "raw": results}
     pathlib.Path(args.out + ".json").write_text(json.dumps(payload, indent=1))
     plot(summary, results, methods, args, pathlib.Path(args.out + ".png"))

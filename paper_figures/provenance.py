@@ -12,6 +12,7 @@ and the name of the quantity, so a replot from a written JSON reproduces every i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pathlib
 import subprocess
@@ -89,10 +90,17 @@ def bootstrap_rng(name: str) -> np.random.Generator:
     return np.random.default_rng([BOOTSTRAP_ROOT_SEED, zlib.crc32(name.encode())])
 
 
-def bootstrap_random_state(name: str) -> np.random.RandomState:
-    """The legacy ``RandomState`` that rliable's ``get_interval_estimates(random_state=...)`` takes, seeded as
-    ``bootstrap_rng``."""
-    return np.random.RandomState([BOOTSTRAP_ROOT_SEED, zlib.crc32(name.encode())])
+@contextlib.contextmanager
+def seeded_global_numpy(name: str):
+    """Seeds numpy's global generator from ``name`` for the duration, then restores its state. rliable's
+    stratified bootstrap draws its resamples with ``np.random.choice`` (its ``random_state`` argument does not
+    reach them), so this is how its intervals become reproducible."""
+    saved = np.random.get_state()
+    np.random.seed([BOOTSTRAP_ROOT_SEED, zlib.crc32(name.encode())])
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
 
 
 def mean_ci(values, name: str, num_resamples: int = 2000) -> tuple[np.ndarray, np.ndarray]:
