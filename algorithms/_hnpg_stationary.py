@@ -189,7 +189,7 @@ def make_stationary(config, problem: Problem, name: str = "hnpg") -> Agent:
 
     def policy(state: StationaryState, obs, key, deterministic: bool):
         out, log_std = pi_apply(state.policy_params, problem.flat_obs(obs))
-        if deterministic and not config.eval_stochastic:
+        if deterministic:
             action = jnp.argmax(out).astype(jnp.int32) if discrete else out
         else:
             action = sample(discrete, key, out, log_std)

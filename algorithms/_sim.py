@@ -47,14 +47,16 @@ def sim_problem(problem: Problem, shift) -> Problem:
 
 
 class BoundedClassifier(nn.Module):
-    """MLP with 2 outputs (real, sim) squashed to [-bound, bound] by bound * tanh."""
+    """MLP with 2 outputs (real, sim) squashed to [-bound, bound] by bound * tanh (``bound <= 0``: unbounded
+    logits, DARC's official classifier)."""
 
     hidden_sizes: Sequence[int] = (256, 256)
     bound: float = 2.0
 
     @nn.compact
     def __call__(self, x):
-        return self.bound * jnp.tanh(MLP(self.hidden_sizes, 2)(x))
+        logits = MLP(self.hidden_sizes, 2)(x)
+        return self.bound * jnp.tanh(logits) if self.bound > 0 else logits
 
 
 def discriminator_logits(apply_fn, params, obs, action, next_obs):

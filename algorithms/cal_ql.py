@@ -7,11 +7,26 @@ for locomotion; see shared/specs/deep_algorithms.md 7.2.
 
 Return-to-go (``return_to_go``), per episode of the dataset, ending at terminated or truncated:
 
-    G_t = r_t + gamma G_{t+1},   G_{T+1} = 0   (also at a timeout, as the official code does: no bootstrap)
+    G_t = r_t + gamma G_{t+1},   G_{T+1} = 0 after a terminal step,
+                                G_{T+1} = min(r_min, 0) / (1 - gamma) after a time-limit (truncated) end
 
-and for a sparse-reward episode that never succeeds (every reward = ``sparse_failure_reward``), G_t =
-r / (1 - gamma). Online transitions get G computed when their episode ends and 0 before (official; CORL
-instead turns the calibration off online: ``online_calibration=False``).
+(``timeout_tail="min_reward"``, the default). The critic bootstraps through time limits, so it estimates the
+infinite-horizon value; a return that stops at the limit is not a lower bound of that value when rewards can be
+negative (Pendulum: every reward <= 0). The tail is the value of receiving the dataset's smallest (scaled)
+reward r_min forever, capped at 0: a valid lower bound whenever no reward is below r_min, and for nonnegative
+rewards the same as no tail. ``timeout_tail="none"`` is the official code's (no tail: a lower bound only for
+nonnegative rewards). For a sparse-reward episode that never succeeds (every reward =
+``sparse_failure_reward``), G_t = r / (1 - gamma).
+
+Online transitions get G computed when their episode ends (with the same tail after a time limit); until then
+their bound is -inf, i.e. no bound (the official code adds an online episode to its buffer only once it has
+ended, so an unfinished episode is never calibrated). CORL turns the calibration off online:
+``online_calibration=False``.
+
+Rewards: r' = ``reward_scale`` r + ``reward_bias`` before the critic, the conservative term and the bound see
+them. The official scripts use scale 10 (AntMaze with bias -5, Adroit binary with bias +5, which map their 0/1
+or -1/0 sparse rewards to +-5); the default here is scale 10 with bias 0, the scale applied to dense rewards
+without moving them.
 
 Critic loss, a_pi ~ pi(.|s), a'_pi ~ pi(.|s'), a_u ~ U[-1, 1]^d (N = 10 each), importance-weighted as CQL(H):
 
@@ -25,17 +40,13 @@ The actor and temperature losses are SAC's. Two phases: "offline" (``offline_ste
 batches), then "online" (one env step and one update per iteration, batches ``mixing_ratio`` offline /
 the rest online, 50/50 by default).
 
-Note: the CQL term is written here as its own function (``calibrated_logsumexp``, with
-``importance_logsumexp``) rather than imported from ``algorithms/cql.py``: that file was still being
-written when this one was, and its ``ood_logsumexp`` scores all 3N proposals in one logsumexp with no
-hook for the bound. With the bound at -inf the two agree exactly (tests/test_cal_ql.py checks it when
-cql.py is present); the defaults of the config fields below are the CQL ones of spec 6.3 / 7.2.
+The conservative term is the CQL family's one (``algorithms/_conservative.py``, shared with CQL) with the
+bound passed in; with the bound at -inf it is CQL's exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import chex
@@ -46,6 +57,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from algorithms import _sac_core as sac
+from algorithms._conservative import importance_logsumexp, ood_logsumexp, scale_rewards  # noqa: F401
 from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import ReplayBuffer
 from hybrid_rl.problem import Problem
@@ -72,8 +84,9 @@ class Config(sac.Config):
     max_target_backup: bool = True  # y uses the max over N next actions of the min-critic target
     mixing_ratio: float = 0.5  # offline share of each online-phase batch
     online_calibration: bool = True  # official: keep the bound online; CORL: False (plain CQL online)
-    reward_scale: float = 1.0  # r' = reward_scale r + reward_bias (official locomotion: 1, 0)
-    reward_bias: float = 0.0
+    reward_scale: float = 10.0  # r' = reward_scale r + reward_bias (official scripts: 10; see the docstring)
+    reward_bias: float = 0.0  # official scripts: -5 AntMaze, +5 Adroit binary (sparse rewards); dense: 0
+    timeout_tail: str = "min_reward"  # bound's tail after a time-limit end: "min_reward" or "none" (official)
     sparse_reward: bool = False  # failed sparse episodes get r / (1 - gamma) as their return-to-go
     sparse_failure_reward: float = 0.0  # the reward of a failed sparse step (after scale and bias)
 
@@ -86,13 +99,17 @@ TRACED = sac.TRACED + ("cql_alpha", "cql_alpha_lr")
 # ------------------------------------------------------------------------------------------------
 
 
-def return_to_go(reward, ends, gamma: float, sparse_reward: bool = False, failure_reward: float = 0.0):
+def return_to_go(reward, ends, gamma: float, sparse_reward: bool = False, failure_reward: float = 0.0,
+                 truncated_ends=None, tail: float = 0.0):
     """Discounted return-to-go of every step of a flat, file-ordered dataset (numpy, float32).
 
     ``ends[t]`` marks the last step of an episode (terminated or truncated); a trailing episode without
-    an end is treated as ending at the last row. No bootstrapping at a timeout (official Cal-QL)."""
+    an end is treated as ending at the last row. An episode whose last step is marked in ``truncated_ends``
+    (cut by a time limit, not terminated) continues past it with value ``tail``: G_T = r_T + gamma tail.
+    ``tail = 0`` is the official code's (no bootstrap)."""
     reward = np.asarray(reward, np.float64)
     ends = np.asarray(ends, bool).copy()
+    truncated_ends = np.zeros_like(ends) if truncated_ends is None else np.asarray(truncated_ends, bool)
     if ends.size:
         ends[-1] = True
     out = np.zeros_like(reward)
@@ -102,11 +119,36 @@ def return_to_go(reward, ends, gamma: float, sparse_reward: bool = False, failur
         if sparse_reward and np.all(r == failure_reward):
             out[start:stop] = failure_reward / (1.0 - gamma)
             continue
-        g = 0.0
+        g = tail if truncated_ends[stop - 1] else 0.0
         for t in range(stop - start - 1, -1, -1):
             g = r[t] + gamma * g
             out[start + t] = g
     return out.astype(np.float32)
+
+
+def timeout_tail_value(reward, gamma: float, mode: str) -> float:
+    """The bound's value after a time-limit end: min(r_min, 0) / (1 - gamma) ("min_reward") or 0 ("none")."""
+    if mode == "none":
+        return 0.0
+    if mode == "min_reward":
+        r_min = float(np.min(np.asarray(reward))) if np.size(reward) else 0.0
+        return min(r_min, 0.0) / (1.0 - gamma)
+    raise ValueError(f"timeout_tail must be 'min_reward' or 'none', got {mode!r}")
+
+
+def prepare_dataset(config: Config, problem: Problem) -> tuple[Transition, np.ndarray, float]:
+    """The offline data as the agent learns from it: flat observations and rewards r' = scale r + bias; the
+    Monte-Carlo bound of every row (with the time-limit tail); and the tail value (also used online)."""
+    data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs),
+                                   next_obs=problem.flat_obs(problem.dataset.next_obs))
+    data = data.replace(reward=scale_rewards(data.reward, config.reward_scale, config.reward_bias))
+    ends = dataset_episode_ends(data)
+    truncated_ends = ends & ~np.asarray(data.terminated, bool)
+    truncated_ends[-1] = not bool(np.asarray(data.terminated)[-1])  # a trailing open episode was cut too
+    tail = timeout_tail_value(data.reward, config.gamma, config.timeout_tail)
+    rtg = return_to_go(data.reward, ends, config.gamma, config.sparse_reward, config.sparse_failure_reward,
+                       truncated_ends, tail)
+    return data, rtg, tail
 
 
 def dataset_episode_ends(data: Transition) -> np.ndarray:
@@ -126,20 +168,23 @@ def discount_matrix(length: int, gamma) -> jax.Array:
 
 
 def label_finished_episodes(rtg, buffer: ReplayBuffer, start, length, done, num_envs: int, gamma, max_len: int,
-                            reward_scale: float = 1.0, reward_bias: float = 0.0):
+                            reward_scale: float = 1.0, reward_bias: float = 0.0, truncated=None, tail=0.0):
     """Writes the return-to-go of each env's episode that ended this step into ``rtg`` (capacity,).
 
     Env e's k-th step of an episode sits at slot (start_e + k num_envs) % capacity (``buffer_add`` writes
     the envs' transitions side by side); ``length_e`` steps, at most ``max_len``. Rewards are transformed
-    as ``reward_scale r + reward_bias`` first."""
+    as ``reward_scale r + reward_bias`` first. An episode that ended by a time limit (``truncated[e]``)
+    continues past its last step with value ``tail``."""
     cap = buffer.capacity
     m = discount_matrix(max_len, gamma)
     k = jnp.arange(max_len)
+    truncated = jnp.zeros_like(done) if truncated is None else truncated
 
     def one_env(rtg, e):
         slots = (start[e] + num_envs * k) % cap
         valid = (k < length[e]) & done[e]
-        g = m @ jnp.where(k < length[e], reward_scale * buffer.data.reward[slots] + reward_bias, 0.0)
+        g = m @ jnp.where(k < length[e], scale_rewards(buffer.data.reward[slots], reward_scale, reward_bias), 0.0)
+        g = g + jnp.where(truncated[e], tail, 0.0) * gamma ** jnp.maximum(length[e] - k, 0).astype(jnp.float32)
         return rtg.at[slots].set(jnp.where(valid, g, rtg[slots])), None
 
     rtg, _ = jax.lax.scan(one_env, rtg, jnp.arange(num_envs))
@@ -151,30 +196,11 @@ def label_finished_episodes(rtg, buffer: ReplayBuffer, start, length, done, num_
 # ------------------------------------------------------------------------------------------------
 
 
-def importance_logsumexp(q, log_density, temp):
-    """T * logsumexp_j ((q_j - log mu_j) / T) over the first axis (the sampled actions)."""
-    return temp * jax.nn.logsumexp((q - log_density) / temp, axis=0)
-
-
 def calibrated_logsumexp(critic_apply, critic_params, actor, obs, next_obs, lower_bound, key, num_actions: int,
                          temp):
     """CQL(H)'s importance-sampled logsumexp per critic, shape (E, B), with the policy actions' Q-values
     (at s and s', scored by Q(s, .)) bounded below by ``lower_bound`` (B,); uniform ones are not."""
-    k_rand, k_pi, k_next = jax.random.split(key, 3)
-    a_pi, log_pi = actor.apply_fn(actor.params, obs).sample_and_log_prob(seed=k_pi, sample_shape=num_actions)
-    a_next, log_next = actor.apply_fn(actor.params, next_obs).sample_and_log_prob(seed=k_next,
-                                                                                  sample_shape=num_actions)
-    n, batch, action_dim = a_pi.shape
-    a_rand = jax.random.uniform(k_rand, (n, batch, action_dim), minval=-1.0, maxval=1.0)
-    actions = jax.lax.stop_gradient(jnp.concatenate([a_rand, a_pi, a_next], axis=0))
-    log_density = jax.lax.stop_gradient(
-        jnp.concatenate([jnp.full((n, batch), -action_dim * math.log(2.0)), log_pi, log_next], axis=0)
-    )
-    obs_rep = jnp.broadcast_to(obs[None], (3 * n,) + obs.shape)
-    q = critic_apply(critic_params, obs_rep, actions)  # (E, 3N, B)
-    is_policy = (jnp.arange(3 * n) >= n)[None, :, None]
-    q = jnp.where(is_policy, jnp.maximum(q, jax.lax.stop_gradient(lower_bound)[None, None, :]), q)
-    return jax.vmap(lambda q_i: importance_logsumexp(q_i, log_density, temp))(q)
+    return ood_logsumexp(critic_apply, critic_params, actor, obs, next_obs, key, num_actions, temp, lower_bound)
 
 
 def max_backup_target(key, batch: Transition, actor, critic, target_params, gamma, num_actions: int):
@@ -221,7 +247,7 @@ def update_critic(s: sac.SACState, key, batch: Transition, lower_bound, weight, 
 class CalQLState:
     sac: sac.SACState
     log_alpha_prime: Any  # Lagrange multiplier's TrainState (unused unless cql_lagrange)
-    online_rtg: chex.Array  # (capacity,) return-to-go of online transitions (0 until their episode ends)
+    online_rtg: chex.Array  # (capacity,) return-to-go of online transitions (-inf, no bound, until it ends)
     episode_start: chex.Array  # (num_envs,) buffer slot of each env's current episode's first step
     episode_length: chex.Array  # (num_envs,) steps so far in each env's current episode
 
@@ -239,11 +265,8 @@ def make(config: Config, problem: Problem) -> Agent:
     base_config = dataclasses.replace(config, total_steps=max(config.online_steps, 1) + 1, warmup_steps=0,
                                       buffer_size=max(min(config.buffer_size, config.online_steps), 1))
     base = sac.make(base_config, problem, name="cal_ql")  # networks, Adam, temperature, online buffer, env
-    data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs),
-                                   next_obs=problem.flat_obs(problem.dataset.next_obs))
-    data = data.replace(reward=config.reward_scale * data.reward + config.reward_bias)
-    data_rtg = jnp.asarray(return_to_go(data.reward, dataset_episode_ends(data), config.gamma, config.sparse_reward,
-                                        config.sparse_failure_reward))
+    data, data_rtg, tail = prepare_dataset(config, problem)
+    data_rtg = jnp.asarray(data_rtg)
     n_data = data.reward.shape[0]
     target_entropy = -config.target_entropy_scale * problem.action_dim
     max_len = min(problem.max_episode_steps, 10_000)
@@ -257,7 +280,7 @@ def make(config: Config, problem: Problem) -> Agent:
         s = s.replace(env_state=jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), s.env_state))
         lagrange = TrainState.create(apply_fn=None, params={"log_alpha_prime": jnp.float32(0.0)},
                                      tx=adam(hparams["cql_alpha_lr"]))
-        return CalQLState(sac=s, log_alpha_prime=lagrange, online_rtg=jnp.zeros(cap),
+        return CalQLState(sac=s, log_alpha_prime=lagrange, online_rtg=jnp.full(cap, -jnp.inf),
                           episode_start=jnp.arange(num_envs, dtype=jnp.int32) % cap,
                           episode_length=jnp.zeros(num_envs, jnp.int32))
 
@@ -301,8 +324,10 @@ def make(config: Config, problem: Problem) -> Agent:
         length = state.episode_length + 1
         added = s.buffer.data
         done = added.terminated[slots] | added.truncated[slots] | (length >= max_len)
-        rtg = label_finished_episodes(state.online_rtg, s.buffer, start, length, done, num_envs,
-                                      s.hparams["gamma"], max_len, config.reward_scale, config.reward_bias)
+        # The new transitions have no bound until their episode ends (a slot may hold an old label).
+        rtg = state.online_rtg.at[slots].set(-jnp.inf)
+        rtg = label_finished_episodes(rtg, s.buffer, start, length, done, num_envs, s.hparams["gamma"], max_len,
+                                      config.reward_scale, config.reward_bias, ~added.terminated[slots], tail)
         state = state.replace(sac=s, online_rtg=rtg, episode_start=start,
                               episode_length=jnp.where(done, 0, length))
 
@@ -310,7 +335,7 @@ def make(config: Config, problem: Problem) -> Agent:
         i_on = jax.random.randint(k_on, (B - n_off,), 0, jnp.maximum(s.buffer.size, 1))
         off = jax.tree.map(lambda x: x[i_off], data)
         on = jax.tree.map(lambda x: x[i_on], s.buffer.data)
-        on = on.replace(reward=config.reward_scale * on.reward + config.reward_bias)
+        on = on.replace(reward=scale_rewards(on.reward, config.reward_scale, config.reward_bias))
         batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b.astype(a.dtype)]), off, on)
         on_bound = rtg[i_on] if config.online_calibration else jnp.full((B - n_off,), -jnp.inf)
         off_bound = data_rtg[i_off] if config.online_calibration else jnp.full((n_off,), -jnp.inf)

@@ -12,9 +12,13 @@ mu (CQL(H) with importance sampling):
 
     a_j ~ U[-1, 1]^d    (log mu = -d log 2),   a_j ~ pi(.|s),   a_j ~ pi(.|s')   (log mu = their log pi)
 
-all evaluated at Q(s, .). Up to the constant log 3N this is the importance-sampling estimate of
-T log integral exp(Q(s, a)/T) da (``ood_logsumexp``; the official code and CORL omit the constant, and so
-do we in the loss, so the Lagrange target gap means what it means there).
+all evaluated at Q(s, .), as T logsumexp_j ((Q(s, a_j) - log mu_j) / T) (``algorithms/_conservative.py``,
+shared with Cal-QL; the official code's form). At T = 1 and up to the constant log 3N this is the
+importance-sampling estimate of log integral exp(Q(s, a)) da; the official code and CORL omit the constant,
+and so do we, so the Lagrange target gap means what it means there.
+
+Rewards are transformed as r' = ``reward_scale`` r + ``reward_bias`` before anything sees them (official CQL
+locomotion: 1 and 0, the defaults; the Cal-QL code's CQL runs use 10).
 
 Lagrange variant (``cql_lagrange=True``): alpha_cql is multiplied by alpha' = clip(exp(log alpha'), 0, 1e6)
 and the term becomes alpha' * alpha_cql * (gap - target_gap); log alpha' ascends on that term (so the gap is
@@ -26,7 +30,6 @@ The actor and temperature losses are SAC's (``algorithms/sac.py``); batches come
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import chex
 import jax
@@ -35,6 +38,7 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from algorithms import _sac_core as sac
+from algorithms._conservative import importance_logsumexp, ood_logsumexp, scale_rewards  # noqa: F401
 from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import dataset_sample
 from hybrid_rl.problem import Problem
@@ -56,6 +60,8 @@ class Config(sac.Config):
     cql_lagrange: bool = False  # tune alpha' toward cql_target_gap
     cql_target_gap: float = 10.0  # Lagrange target of logsumexp - Q(data)
     cql_alpha_lr: float = 3e-4  # Adam on log alpha' (Lagrange only)
+    reward_scale: float = 1.0  # r' = reward_scale r + reward_bias (official CQL locomotion: 1, 0)
+    reward_bias: float = 0.0
 
 
 TRACED = sac.TRACED + ("cql_alpha", "cql_alpha_lr", "cql_target_gap")
@@ -64,35 +70,6 @@ TRACED = sac.TRACED + ("cql_alpha", "cql_alpha_lr", "cql_target_gap")
 # ------------------------------------------------------------------------------------------------
 # The conservative term
 # ------------------------------------------------------------------------------------------------
-
-
-def importance_logsumexp(q, log_density, temp):
-    """T * logsumexp_j (q_j / T - log mu_j) over the first axis (the sampled actions): T log N plus the
-    importance-sampling estimate of T log integral exp(Q/T) da. (The official code divides log mu by T too;
-    the two agree at the default T = 1.)"""
-    return temp * jax.nn.logsumexp(q / temp - log_density, axis=0)
-
-
-def ood_logsumexp(critic_apply, critic_params, actor, obs, next_obs, key, num_actions: int, temp):
-    """CQL(H)'s importance-sampled logsumexp over actions at each state, per critic: shape (E, B).
-
-    Uses ``num_actions`` uniform actions, ``num_actions`` from pi(.|s) and ``num_actions`` from pi(.|s'),
-    all scored by Q(s, .) (actions and their log-densities carry no gradient)."""
-    k_rand, k_pi, k_next = jax.random.split(key, 3)
-    a_pi, log_pi = actor.apply_fn(actor.params, obs).sample_and_log_prob(seed=k_pi, sample_shape=num_actions)
-    a_next, log_next = actor.apply_fn(actor.params, next_obs).sample_and_log_prob(
-        seed=k_next, sample_shape=num_actions
-    )
-    batch, action_dim = obs.shape[0], a_pi.shape[-1]
-    chex.assert_shape(a_pi, (num_actions, batch, action_dim))
-    a_rand = jax.random.uniform(k_rand, (num_actions, batch, action_dim), minval=-1.0, maxval=1.0)
-    log_rand = jnp.full((num_actions, batch), -action_dim * math.log(2.0))
-    actions = jax.lax.stop_gradient(jnp.concatenate([a_rand, a_pi, a_next], axis=0))  # (3N, B, d)
-    log_density = jax.lax.stop_gradient(jnp.concatenate([log_rand, log_pi, log_next], axis=0))  # (3N, B)
-    obs_rep = jnp.broadcast_to(obs[None], (actions.shape[0],) + obs.shape)
-    q = critic_apply(critic_params, obs_rep, actions)  # (E, 3N, B)
-    chex.assert_shape(q, (None, 3 * num_actions, batch))
-    return jax.vmap(lambda q_i: importance_logsumexp(q_i, log_density, temp))(q)
 
 
 def cql_penalty(critic_apply, critic_params, q_data, actor, obs, next_obs, key, num_actions, temp, weight,
@@ -109,6 +86,13 @@ def cql_penalty(critic_apply, critic_params, q_data, actor, obs, next_obs, key, 
 # ------------------------------------------------------------------------------------------------
 
 
+def offline_data(config: Config, problem: Problem):
+    """The dataset as CQL learns from it: flat observations, rewards r' = reward_scale r + reward_bias."""
+    data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs),
+                                   next_obs=problem.flat_obs(problem.dataset.next_obs))
+    return data.replace(reward=scale_rewards(data.reward, config.reward_scale, config.reward_bias))
+
+
 @struct.dataclass
 class CQLState:
     sac: sac.SACState
@@ -121,8 +105,7 @@ def make(config: Config, problem: Problem, name: str = "cql") -> Agent:
             f"{name} needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> "
             "(make one with `python -m experiments.make_dataset`)"
         )
-    data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs),
-                                   next_obs=problem.flat_obs(problem.dataset.next_obs))
+    data = offline_data(config, problem)
     base = sac.make(dataclasses.replace(config, warmup_steps=0, total_steps=max(config.total_steps, 1)),
                     problem, name=name)
     target_entropy = -config.target_entropy_scale * problem.action_dim

@@ -10,9 +10,14 @@ with the two classifiers of ``algorithms/_sim.py`` (p(.|s,a) = softmax(l_sa), p(
 l_sa); the D_sa terms cancel), trained one step per env step on real vs sim transitions (summed
 cross-entropies, input noise). Everything else is SAC (``algorithms/sac.py``) on sim transitions only.
 
+Defaults are the official code's (google-research/darc): classifiers with one hidden layer of 32 ReLU units
+and unbounded logits, Gaussian input noise of std 1.0 while training them, no reward correction during the
+first tenth of the run (official: 1e5 of 1e6 steps; the classifiers train throughout), and the SAC target's
+reward scaled by 0.1: y = 0.1 (r + eta dr) + gamma (...). The settings this file used before (H2O's
+discriminators) are ``H2O_STYLE``: ``dataclasses.replace(Config(), **darc.H2O_STYLE)``.
+
 Setting [R]: the DARC paper gathers real transitions online (1 real step per 10 sim steps); here, as in
-H2O's setting, the real side is the fixed offline dataset and the real env is only used to evaluate. The
-classifiers' logits are bounded by 2*tanh as H2O's (so |dr| <= 4); set ``logit_bound`` large to lift that.
+H2O's setting, the real side is the fixed offline dataset and the real env is only used to evaluate.
 
 Also registered here, as baselines of H2O's figure (spec 6.4), with no code of their own:
 
@@ -42,13 +47,31 @@ from hybrid_rl.problem import Problem
 @dataclasses.dataclass(frozen=True)
 class Config(sac.Config):
     warmup_steps: int = 5_000  # random sim actions before learning (SAC's)
-    darc_eta: float = 1.0  # scale of the reward correction dr (0 = SAC in sim)
+    darc_eta: float = 1.0  # scale of the reward correction dr (0 = SAC in sim; official delta_r_scale 1)
     disc_batch_size: int = 256  # real and sim transitions each for the classifier step
-    disc_hidden_sizes: tuple[int, ...] = (256, 256)
+    disc_hidden_sizes: tuple[int, ...] = (32,)  # official: one hidden layer of 32 ReLU units
     disc_lr: float = 3e-4  # Adam, one step per env step
-    disc_noise_std: float = 0.1  # Gaussian noise on classifier inputs while training them
-    logit_bound: float = 2.0  # classifier logits = bound * tanh(raw) (H2O's discriminators)
+    disc_noise_std: float = 1.0  # Gaussian noise on classifier inputs while training them (official 1.0)
+    logit_bound: float = 0.0  # <= 0: unbounded logits (official); > 0: bound * tanh(raw) (H2O's discriminators)
+    correction_warmup_steps: int = -1  # env steps before dr enters the reward; < 0: a tenth of total_steps
+    reward_scale: float = 0.1  # the SAC target uses reward_scale * (r + eta dr) (official reward_scale_factor)
     sim_shift: float = -1.0  # the sim's shift magnitude; < 0: the pair's registered value
+
+
+# The settings used before the official defaults (H2O's discriminators, correction from the first update).
+H2O_STYLE = dict(disc_hidden_sizes=(256, 256), disc_noise_std=0.1, logit_bound=2.0, correction_warmup_steps=0,
+                 reward_scale=1.0)
+
+
+def correction_warmup(config: Config) -> int:
+    """Env steps without the reward correction: ``correction_warmup_steps``, or a tenth of the run if < 0."""
+    return config.total_steps // 10 if config.correction_warmup_steps < 0 else config.correction_warmup_steps
+
+
+def corrected_reward(reward, dr, eta, env_steps, warmup: int, scale: float):
+    """scale * (r + eta * dr), with dr left out before ``warmup`` env steps (the official delta_r_warmup)."""
+    active = (env_steps >= warmup).astype(jnp.float32)
+    return scale * (reward + eta * active * dr)
 
 
 TRACED = sac.TRACED + ("darc_eta", "disc_lr", "sim_shift")
@@ -76,6 +99,7 @@ def make(config: Config, problem: Problem, name: str = "darc") -> Agent:
     base = sac.make(config, problem, name=name, env_problem=to_sim)
     target_entropy = -config.target_entropy_scale * problem.action_dim
     warmup = base.phases[0]
+    no_correction_steps = correction_warmup(config)
 
     def init(key, hparams) -> DARCState:
         k_sac, k_disc = jax.random.split(key)
@@ -98,7 +122,8 @@ def make(config: Config, problem: Problem, name: str = "darc") -> Agent:
             k_batch, k_loss = jax.random.split(k)
             batch = buffer_sample(s.buffer, k_batch, config.batch_size)
             dr = reward_correction(disc, batch)
-            batch = batch.replace(reward=batch.reward + s.hparams["darc_eta"] * dr)
+            batch = batch.replace(reward=corrected_reward(batch.reward, dr, s.hparams["darc_eta"], s.env_steps,
+                                                          no_correction_steps, config.reward_scale))
             s, metrics = sac.update_critic(s, k_loss, batch, config)
             return s, {**metrics, "reward_correction": dr.mean()}
 

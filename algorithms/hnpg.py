@@ -105,7 +105,9 @@ class Config:
     critic_hidden: tuple[int, ...] = (64, 64)
     init_log_std: float = 0.0
     redraw_lock: bool = True  # [lock] each seed draws its own lock from its key
-    eval_stochastic: bool = True  # evaluate the stochastic policy (official)
+    # Evaluation follows the runner's ``deterministic`` request like every algorithm's: the Gaussian mean
+    # (arg-max for categorical) by default, samples with ``deterministic_eval=False`` (the official code
+    # evaluates the sampled policy).
 
 
 TRACED = ("gamma", "gae_lambda", "critic_lr", "max_kl", "damping")
@@ -301,9 +303,8 @@ def make(config: Config, problem: Problem, name: str = "hnpg") -> Agent:
         g = env.decode_observation(obs)
         h = jnp.clip(jnp.argmax(g[3 : 3 + H]), 0, H - 1)  # the step one-hot sits at 3 + h
         out, log_std = pi_apply(level_slice(state.policy_params, h), problem.flat_obs(obs))
-        if deterministic and not config.eval_stochastic:
-            return jnp.argmax(out).astype(jnp.int32) if discrete else out
-        return sample(discrete, key, out, log_std)
+        greedy = jnp.argmax(out).astype(jnp.int32) if discrete else out
+        return greedy if deterministic else sample(discrete, key, out, log_std)
 
     return Agent(
         init=init,

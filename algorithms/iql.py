@@ -17,10 +17,11 @@ One update: V first, then the actor and the critic with the new V, then the Poly
 official order). The actor's learning rate is cosine-decayed over the offline steps (the official
 code); online it is the constant ``actor_lr`` again [R: the decay has reached 0 by then].
 
-Reward scaling (``reward_scaling``): "locomotion" multiplies rewards by 1000 / (max - min) of the
-dataset's complete-episode returns (1000 = ``reward_spread``: for D4RL's 1000-step episodes this makes
-per-step rewards O(1); for shorter episodes, e.g. Pendulum's 200, set it to the episode length [R]); "antmaze" uses r - 1; "none" leaves them. The factor is computed
-once from the dataset and applied to online rewards too.
+Reward scaling (``reward_scaling``): "locomotion" multiplies rewards by L / (max - min) of the dataset's
+complete-episode returns, L = ``reward_spread``, by default the env's episode length (the reference code
+hard-codes 1000 for D4RL's 1000-step locomotion episodes; CORL passes the episode length): the scaled returns
+then span one reward unit per step, so per-step rewards are O(1) whatever the episode length. "antmaze" uses
+r - 1; "none" leaves them. The factor is computed once from the dataset and applied to online rewards too.
 
 Fine-tuning (``online_steps > 0``): a second phase continues the same losses, one env step (with a policy
 sample) and one update per iteration, sampling uniformly from the union of the dataset and the online
@@ -77,7 +78,9 @@ class Config:
     log_std_min: float = -5.0  # clamp of the policy's state-independent log-std
     log_std_max: float = 2.0
     reward_scaling: str = "locomotion"  # "locomotion": reward_spread/(max-min episode return); "antmaze": r-1; "none"
-    reward_spread: float = 1000.0  # locomotion: the scaled returns' spread (official 1000, for 1000-step episodes)
+    # locomotion: the scaled returns' spread; <= 0 (default): the env's episode length (1000 on D4RL locomotion,
+    # the official constant; 200 on Pendulum, 100 on Reacher)
+    reward_spread: float = -1.0
 
 
 TRACED = ("actor_lr", "critic_lr", "value_lr", "gamma", "tau", "expectile", "beta")
@@ -156,6 +159,15 @@ def dataset_episode_returns(data: Transition) -> np.ndarray:
     csum = np.concatenate([[0.0], np.cumsum(np.asarray(data.reward, np.float64))])
     end_idx = np.flatnonzero(ends) + 1
     return np.diff(csum[np.concatenate([[0], end_idx])])
+
+
+def spread_target(config: Config, problem: Problem) -> float:
+    """The locomotion scaling's target spread: ``reward_spread`` if positive, else the episode length (1000 for
+    an env without a finite episode limit)."""
+    if config.reward_spread > 0:
+        return float(config.reward_spread)
+    length = problem.max_episode_steps
+    return float(length) if 0 < length <= 1_000_000 else 1000.0
 
 
 def reward_transform(data: Transition, mode: str, spread_target: float = 1000.0) -> tuple[float, float]:
@@ -258,7 +270,7 @@ def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
         raise ValueError("offline_steps and online_steps must be >= 0")
     data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs),
                                    next_obs=problem.flat_obs(problem.dataset.next_obs))
-    scale, shift = reward_transform(data, config.reward_scaling, config.reward_spread)
+    scale, shift = reward_transform(data, config.reward_scaling, spread_target(config, problem))
     action_dim, num_envs = problem.action_dim, config.num_envs
     online = config.online_steps > 0
     capacity = min(config.online_buffer_size, config.online_steps) if online else 1

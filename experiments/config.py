@@ -44,6 +44,7 @@ class RunConfig:
     offline_steps: Optional[int] = None  # the first (offline) phase of a two-phase algorithm (iql, cal_ql)
     num_evals: int = 10  # evaluations (= chunks) per phase
     eval_episodes: int = 10  # episodes per evaluation, run in parallel
+    deterministic_eval: bool = True  # evaluate every algorithm's deterministic policy; False: sampled actions
     dataset: Optional[str] = None  # a D4RL-layout HDF5 path, or a builder kind (random, medium, expert, ...)
     phase: Optional[str] = None  # offline (online steps 0) or offline_to_online (the default), for iql / cal_ql
     dataset_size: int = 100_000  # transitions, when ``dataset`` is a kind the builder makes (cached)

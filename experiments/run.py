@@ -177,6 +177,7 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
         seed=cfg.seed,
         num_evals=cfg.num_evals,
         eval_episodes=cfg.eval_episodes if spec.evaluation and problem.has_simulator else 0,
+        deterministic_eval=cfg.deterministic_eval,
         hp_grid={k: list(v) for k, v in OmegaConf.to_container(cfg.hp_sweep, resolve=True).items()},
         checkpoint=cfg.checkpoint,
         progress=cfg.progress,

@@ -83,16 +83,21 @@ def make_chunk(
     phase: Phase,
     chunk_length: int,
     eval_episodes: int,
+    deterministic: bool = True,
 ) -> Callable[[Any, jax.Array], tuple[Any, dict]]:
     """``chunk(state, eval_key) -> (state, metrics)`` for ONE seed: ``chunk_length`` iterations, then an
     evaluation of ``eval_episodes`` episodes on the problem's (real) env. Training metrics are averaged
-    over the chunk (NaN entries, e.g. "no episode ended this iteration", are ignored)."""
+    over the chunk (NaN entries, e.g. "no episode ended this iteration", are ignored).
+
+    ``deterministic`` is the evaluation protocol, passed to every ``agent.policy`` call: True (the default)
+    evaluates each algorithm's deterministic policy (mean action, arg-max, greedy), False its sampled
+    policy. A figure compares methods under one protocol."""
 
     def chunk(state, eval_key):
         state, metrics = jax.lax.scan(lambda s, _: phase.iteration(s), state, None, length=chunk_length)
         metrics = {k: jnp.nanmean(v.astype(jnp.float32)) for k, v in metrics.items()}
         if eval_episodes > 0:
-            act = lambda obs, key: agent.policy(state, obs, key, True)  # noqa: E731
+            act = lambda obs, key: agent.policy(state, obs, key, deterministic)  # noqa: E731
             env_params = problem.env_params if agent.eval_env_params is None else agent.eval_env_params(state)
             returns, lengths = evaluate_policy(
                 act, problem.env, env_params, eval_key, eval_episodes, problem.max_episode_steps
@@ -125,7 +130,8 @@ def init_grid(init: Callable, keys: jax.Array, hparams, num_hp: int):
     return jax.tree.map(lambda x: x.reshape((num_hp, num_seeds) + x.shape[1:]), states)
 
 
-def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episodes: int = 10):
+def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episodes: int = 10,
+               deterministic: bool = True):
     """A pure ``train(key, hparams) -> (final_state, metrics)`` for one seed, every phase to the end.
 
     ``metrics`` is a list with one dict per phase whose leaves have a leading axis of chunks. For a seed
@@ -133,7 +139,7 @@ def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episode
     ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)`` also works but can deadlock on a CPU with
     wide orthogonally initialised networks.
     """
-    train_from = make_train_from(agent, problem, num_evals, eval_episodes)
+    train_from = make_train_from(agent, problem, num_evals, eval_episodes, deterministic)
 
     def train(key, hparams):
         # The same key derivation as ``Runner``, so a host-driven run and this pure one agree exactly.
@@ -143,10 +149,11 @@ def make_train(agent: Agent, problem: Problem, num_evals: int = 10, eval_episode
     return train
 
 
-def make_seed_sweep(agent: Agent, problem: Problem, num_evals: int = 10, eval_episodes: int = 10):
+def make_seed_sweep(agent: Agent, problem: Problem, num_evals: int = 10, eval_episodes: int = 10,
+                    deterministic: bool = True):
     """``sweep(keys, hparams) -> (final_states, metrics)``: ``make_train`` for a batch of seed keys sharing
     ``hparams``, as one program (``jax.jit`` it): states initialised one seed at a time, trained vmapped."""
-    train_from = make_train_from(agent, problem, num_evals, eval_episodes)
+    train_from = make_train_from(agent, problem, num_evals, eval_episodes, deterministic)
 
     def sweep(keys, hparams):
         init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
@@ -157,7 +164,7 @@ def make_seed_sweep(agent: Agent, problem: Problem, num_evals: int = 10, eval_ep
     return sweep
 
 
-def make_train_from(agent: Agent, problem: Problem, num_evals: int, eval_episodes: int):
+def make_train_from(agent: Agent, problem: Problem, num_evals: int, eval_episodes: int, deterministic: bool = True):
     """``train_from(state, eval_key)``: every phase from an initialised state, under ``lax.scan`` (the body
     of ``make_train`` and ``make_seed_sweep``; use it with ``init_grid`` for a hyper-parameter grid)."""
     plans = plan_phases(agent, num_evals)
@@ -166,7 +173,7 @@ def make_train_from(agent: Agent, problem: Problem, num_evals: int, eval_episode
         outputs = []
         offset = 0
         for plan in plans:
-            chunk = make_chunk(agent, problem, plan.phase, plan.chunk_length, eval_episodes)
+            chunk = make_chunk(agent, problem, plan.phase, plan.chunk_length, eval_episodes, deterministic)
             keys = jax.vmap(lambda i: jax.random.fold_in(eval_key, i))(offset + jnp.arange(plan.num_chunks))
             state, metrics = jax.lax.scan(chunk, state, keys)
             outputs.append(metrics)
@@ -187,6 +194,7 @@ class RunSettings:
     seed: int = 0
     num_evals: int = 10
     eval_episodes: int = 10
+    deterministic_eval: bool = True  # False: evaluate the sampled policy (see ``make_chunk``)
     hp_grid: dict = dataclasses.field(default_factory=dict)  # traced name -> list of values
     checkpoint: bool = True
     progress: bool = True
@@ -270,7 +278,8 @@ class Runner:
         self._init = jax.jit(lambda keys, hp: init_grid(agent.init, keys, hp, self.num_hp))
         self._chunks = [
             jax.jit(
-                jax.vmap(jax.vmap(make_chunk(agent, problem, p.phase, p.chunk_length, settings.eval_episodes)))
+                jax.vmap(jax.vmap(make_chunk(agent, problem, p.phase, p.chunk_length, settings.eval_episodes,
+                                             settings.deterministic_eval)))
             )
             for p in self.plans
         ]

@@ -31,6 +31,7 @@ import numpy as np
 from algorithms import demo_regularized as dr
 from algorithms import ucbvi
 from experiments.catalog import build_problem, default_hparams, get_algorithm
+from paper_figures.provenance import provenance
 
 HERE = pathlib.Path(__file__).resolve().parent
 A1_DEMOS = (10, 30, 100, 300, 1000, 3000)
@@ -170,6 +171,8 @@ def main():
     fig.tight_layout()
     out = pathlib.Path(args.out)
     fig.savefig(out.with_suffix(".png"), dpi=110)
+    # Code version and seeds (the data are drawn in-run from the seeds' keys: no dataset file).
+    results["provenance"] = provenance(args, seeds=range(args.seeds))
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.json')} in {results['total_seconds']:.0f} s")
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import hparam_grid, init_grid, make_train_from, plan_phases
+from paper_figures.provenance import mean_ci, provenance
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -77,18 +78,20 @@ def method_config(name: str, steps: int):
         "h2o": {**small, **disc},
         "h2o_naive": {**small, **disc},
         "sac_sim": {**small, "warmup_steps": warmup},
-        "darc": {**small, **disc, "warmup_steps": warmup},
+        # DARC's official classifiers (32 units, unbounded logits, input noise 1.0), correction warm-up (a tenth
+        # of the run) and reward scale 0.1: the algorithm's defaults; only the batch follows the CPU budget.
+        "darc": {**small, "disc_batch_size": 128, "warmup_steps": warmup},
         "cql": {**small, "cql_num_actions": 4},  # 12 actions in the logsumexp instead of 30 (CPU budget)
         "rlpd_sim": {**small, "warmup_steps": warmup, "utd": 2, "num_critics": 4},
     }[name]
     return get_algorithm(name).config_cls(**overrides)
 
 
-def init_and_train(agent, problem, num_evals: int, eval_episodes: int):
+def init_and_train(agent, problem, num_evals: int, eval_episodes: int, deterministic: bool = True):
     """``program(keys, hparams) -> (state, metrics per phase)``: ``runner.make_train`` for a (hparam point, seed)
     grid, with the same key derivation; states initialised one (point, seed) at a time (``runner.init_grid``:
     jaxlib 0.10 deadlocks on this 2-core CPU when vmapped orthogonal initialisers' batched QRs run together)."""
-    train_from = make_train_from(agent, problem, num_evals, eval_episodes)
+    train_from = make_train_from(agent, problem, num_evals, eval_episodes, deterministic)
 
     def program(keys, hparams):
         num_hp = jax.tree.leaves(hparams)[0].shape[0]
@@ -100,7 +103,7 @@ def init_and_train(agent, problem, num_evals: int, eval_episodes: int):
     return jax.jit(program)
 
 
-def run_method(name, env, shifts, data_path, steps, seeds, num_evals, eval_episodes, log):
+def run_method(name, env, shifts, data_path, steps, seeds, num_evals, eval_episodes, log, deterministic=True):
     """Final and per-evaluation real returns, shape (len(shifts), seeds[, evals]), and the logged gap metrics."""
     problem = build_problem(env, dataset=data_path)
     spec = get_algorithm(name)
@@ -110,7 +113,7 @@ def run_method(name, env, shifts, data_path, steps, seeds, num_evals, eval_episo
     hparams, _ = hparam_grid(default_hparams(spec, config), grid)
     keys = jax.random.split(jax.random.key(0), seeds)
     t0 = time.perf_counter()
-    _, metrics = jax.device_get(init_and_train(agent, problem, num_evals, eval_episodes)(keys, hparams))
+    _, metrics = jax.device_get(init_and_train(agent, problem, num_evals, eval_episodes, deterministic)(keys, hparams))
     seconds = time.perf_counter() - t0
     last = metrics[-1]
     curve = np.concatenate([m["eval_return"] for m in metrics], axis=-1)  # (points, seeds, evals)
@@ -129,12 +132,10 @@ def run_method(name, env, shifts, data_path, steps, seeds, num_evals, eval_episo
     return out
 
 
-def bootstrap_ci(values, num_resamples=2000, seed=0):
-    """95% percentile bootstrap interval of the mean over seeds."""
-    rng = np.random.default_rng(seed)
-    values = np.asarray(values, np.float64)
-    means = values[rng.integers(0, len(values), (num_resamples, len(values)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def bootstrap_ci(values, name: str):
+    """95% percentile bootstrap interval of the mean over seeds, its resamples seeded by ``name``."""
+    lo, hi = mean_ci(np.asarray(values, np.float64)[:, None], name)
+    return float(lo[0]), float(hi[0])
 
 
 def real_datasets(kind: str, size: int, log):
@@ -163,10 +164,14 @@ def main():
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--envs", default=None, help="comma-separated subset of the pair envs (default: all)")
     parser.add_argument("--out", default=str(HERE / "h2o_dynamics_gap"))
+    parser.add_argument("--sampled-eval", action="store_true",
+                        help="evaluate every method's sampled policy (default: each one's deterministic policy)")
     args = parser.parse_args()
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     start = time.perf_counter()
     paths, refs = real_datasets(args.kind, args.dataset_size, log)
+    record = provenance(args, seeds=range(args.seeds), datasets=paths,
+                        evaluation="sampled" if args.sampled_eval else "deterministic")
     methods = args.methods.split(",")
 
     # One program per (method, env); the shifts of one env are a traced axis of it.
@@ -185,7 +190,7 @@ def main():
                 out["returns"] = np.broadcast_to(out["returns"][:1], (len(values),) + out["returns"].shape[1:])
             else:
                 out = run_method(name, env, values, paths[DATASET_ENV[env]], steps, args.seeds, args.num_evals,
-                                 args.eval_episodes, log)
+                                 args.eval_episodes, log, deterministic=not args.sampled_eval)
                 done_offline[DATASET_ENV[env]] = out
             for i, value in enumerate(values):
                 entry = {"returns": out["returns"][i].tolist(), "seconds": out["seconds"], "steps": out["steps"]}
@@ -205,7 +210,8 @@ def main():
             returns = np.asarray(results[name][f"{env}@{value:g}"]["returns"])
             score = 100.0 * (returns - lo) / (hi - lo)
             final = score[:, -1]
-            row[name] = {"final_score_mean": float(final.mean()), "final_score_ci95": bootstrap_ci(final),
+            row[name] = {"final_score_mean": float(final.mean()),
+                         "final_score_ci95": bootstrap_ci(final, f"{label}:{name}"),
                          "final_score_per_seed": final.tolist(), "curve_mean": score.mean(axis=0).tolist(),
                          "curve_steps": results[name][f"{env}@{value:g}"]["steps"],
                          "final_return_mean": float(returns[:, -1].mean())}
@@ -215,7 +221,8 @@ def main():
         summary[label] = row
     claims = check_claims(summary, results, methods)
     runtime = time.perf_counter() - start
-    payload = {"args": vars(args), "runtime_s": runtime, "refs": refs, "datasets": paths, "summary": summary,
+    payload = {"args": vars(args), "provenance": record, "runtime_s": runtime, "refs": refs, "datasets": paths,
+               "summary": summary,
                "claims": claims, "raw": results}
     pathlib.Path(args.out + ".json").write_text(json.dumps(payload, indent=1))
     plot(summary, results, methods, args, pathlib.Path(args.out + ".png"))

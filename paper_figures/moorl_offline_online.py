@@ -29,6 +29,7 @@ import numpy as np
 
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import Runner, RunSettings
+from paper_figures.provenance import provenance, seeded_global_numpy
 
 OUT = pathlib.Path(__file__).resolve().parent
 
@@ -50,12 +51,13 @@ def configs(args) -> dict[str, tuple[str, dict]]:
     }
 
 
-def run_one(algo: str, overrides: dict, problem, seeds: int, num_evals: int, eval_episodes: int):
+def run_one(algo: str, overrides: dict, problem, seeds: int, num_evals: int, eval_episodes: int,
+            deterministic: bool = True):
     spec = get_algorithm(algo)
     config = spec.config_cls(**overrides)
     runner = Runner(spec.make(config, problem), problem, default_hparams(spec, config),
                     RunSettings(num_seeds=seeds, num_evals=num_evals, eval_episodes=eval_episodes, progress=False,
-                                checkpoint=False))
+                                checkpoint=False, deterministic_eval=deterministic))
     runner.run()
     # Online-step curve per seed: offline-phase evaluations sit at online step 0 (the last one is kept).
     rows = [r for r in runner.rows if "normalized_score" in r]
@@ -79,16 +81,18 @@ def on_grid(curves, grid):
     return np.array(out)  # (seeds, len(grid))
 
 
-def iqm_with_ci(scores: dict[str, np.ndarray], reps: int):
-    """scores: label -> (runs, tasks); returns label -> (iqm, lo, hi) with rliable."""
+def iqm_with_ci(scores: dict[str, np.ndarray], reps: int, name: str = ""):
+    """scores: label -> (runs, tasks); returns label -> (iqm, lo, hi) with rliable, its bootstrap seeded by
+    ``name`` (so a replot gives the same intervals)."""
     from rliable import library as rly
     from rliable import metrics
 
-    point, ci = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
+    with seeded_global_numpy(name):
+        point, ci = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
     return {k: (float(point[k][0]), float(ci[k][0, 0]), float(ci[k][1, 0])) for k in scores}
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="pendulum:medium,pendulum:medium_replay,mountaincar_continuous:medium,"
                         "mountaincar_continuous:medium_replay,reacher:medium,reacher:medium_replay")
@@ -102,15 +106,19 @@ def main():
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--reps", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--algos", default="", help="comma-separated subset of labels (default: all)")
-    parser.add_argument("--out", default=str(OUT / "moorl_offline_online"), help="output path without extension")
+    parser.add_argument("--out", default=None, help="output path without extension (default: "
+                        "paper_figures/moorl_offline_online, or the --replot file's)")
+    parser.add_argument("--sampled-eval", action="store_true",
+                        help="evaluate every method's sampled policy (default: each one's deterministic policy)")
     parser.add_argument("--replot", default="", help="a JSON this script wrote: redo its figure and claims only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.replot:
         result = json.loads(pathlib.Path(args.replot).read_text())
         # Older files have no "tasks" list; their curve keys are "env:kind:label".
         result.setdefault("tasks", list(dict.fromkeys(":".join(k.split(":", 2)[:2]) for k in result["per_seed_curves"])))
-        finish(result, args.replot.removesuffix(".json"), args.reps)
+        finish(result, args.out or args.replot.removesuffix(".json"), args.reps)
         return
+    args.out = args.out or str(OUT / "moorl_offline_online")
 
     from experiments.dataset_builder import get_or_build_dataset
 
@@ -121,20 +129,25 @@ def main():
     tasks = [t.split(":") for t in args.tasks.split(",")]
     grid = np.linspace(0, args.online_steps, args.num_evals + 1)
     raw: dict = {}
+    paths = {f"{env}:{kind}": get_or_build_dataset(env, kind.replace("_", "-"), args.dataset_size, data_dir="data")
+             for env, kind in tasks}
+    record = provenance(args, seeds=range(args.seeds), datasets=paths,
+                        evaluation="sampled" if args.sampled_eval else "deterministic")
     for env, kind in tasks:
-        path = get_or_build_dataset(env, kind.replace("_", "-"), args.dataset_size, data_dir="data")
+        path = paths[f"{env}:{kind}"]
         problem = build_problem(env, dataset=path)
         if problem.reference_returns() is None:
             raise SystemExit(f"dataset {path} has no reference returns in its metadata")
         for label, (algo, overrides) in labels.items():
             t0 = time.time()
-            curves = run_one(algo, overrides, problem, args.seeds, args.num_evals, args.eval_episodes)
+            curves = run_one(algo, overrides, problem, args.seeds, args.num_evals, args.eval_episodes,
+                             deterministic=not args.sampled_eval)
             raw[f"{env}:{kind}:{label}"] = curves
             final = on_grid(curves, grid)[:, -1]
             print(f"{env}:{kind:<14} {label:<17} final normalized {final.mean():7.1f} +- {final.std():5.1f} "
                   f"({time.time() - t0:5.0f} s)", flush=True)
 
-    result = {"args": vars(args), "tasks": [":".join(t) for t in tasks], "grid": grid.tolist(),
+    result = {"args": vars(args), "provenance": record, "tasks": [":".join(t) for t in tasks], "grid": grid.tolist(),
               "per_seed_curves": raw, "runtime_s": time.time() - t_start}
     finish(result, args.out, args.reps)
 
@@ -146,10 +159,11 @@ def summarise(result: dict, reps: int):
     # (runs, tasks, points) per method; the aggregate is the IQM over runs x tasks at each point.
     stacked = {lab: np.stack([on_grid(result["per_seed_curves"][f"{t}:{lab}"], grid) for t in tasks], axis=1)
                for lab in labels}
-    summary = {"all": {lab: [iqm_with_ci({lab: v[:, :, i]}, reps)[lab] for i in range(len(grid))]
+    summary = {"all": {lab: [iqm_with_ci({lab: v[:, :, i]}, reps, f"all:{lab}:{i}")[lab] for i in range(len(grid))]
                        for lab, v in stacked.items()}}
     for ti, task in enumerate(tasks):
-        summary[task] = {lab: [iqm_with_ci({lab: v[:, ti:ti + 1, i]}, reps)[lab] for i in range(len(grid))]
+        summary[task] = {lab: [iqm_with_ci({lab: v[:, ti:ti + 1, i]}, reps, f"{task}:{lab}:{i}")[lab]
+                               for i in range(len(grid))]
                          for lab, v in stacked.items()}
     return stacked, summary
 

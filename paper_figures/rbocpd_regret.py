@@ -35,6 +35,7 @@ import numpy as np
 
 from algorithms import ucrl2
 from experiments.catalog import build_problem, default_hparams, get_algorithm
+from paper_figures.provenance import provenance
 
 HERE = pathlib.Path(__file__).resolve().parent
 WINDOWS = (2_000, 6_000, 20_000)
@@ -216,6 +217,8 @@ def main():
     fig.tight_layout()
     out = pathlib.Path(args.out)
     fig.savefig(out.with_suffix(".png"), dpi=110)
+    # Code version and seeds (the data are drawn in-run from the seeds' keys: no dataset file).
+    results["provenance"] = provenance(args, seeds=range(args.seeds))
     out.with_suffix(".json").write_text(json.dumps(results, indent=1))
     print(f"wrote {out.with_suffix('.png')} and {out.with_suffix('.json')} in {results['total_seconds']:.0f} s")
 

@@ -2,6 +2,8 @@
 calibrated logsumexp against CQL's, a two-phase (offline then online 50/50) run, and (slow) offline then
 online learning on a builder-made Pendulum medium set."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,15 +39,65 @@ def test_online_episodes_are_labelled_when_they_end():
     rewards = [[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]]
     for r in rewards:
         buffer = buffer_add(buffer, Transition.zeros((1,), (1,), batch_shape=(2,)).replace(reward=jnp.array(r)))
-    rtg = cal_ql.label_finished_episodes(jnp.zeros(16), buffer, start=jnp.array([0, 1]), length=jnp.array([3, 3]),
+    unlabelled = jnp.full(16, -jnp.inf)  # the agent's online bound before an episode ends: none
+    rtg = cal_ql.label_finished_episodes(unlabelled, buffer, start=jnp.array([0, 1]), length=jnp.array([3, 3]),
                                          done=jnp.array([True, False]), num_envs=2, gamma=0.5, max_len=5)
     rtg = np.asarray(rtg)
     np.testing.assert_allclose(rtg[[0, 2, 4]], cal_ql.return_to_go(np.array([1.0, 2.0, 3.0]), np.array([0, 0, 1]), 0.5))
-    np.testing.assert_allclose(rtg[[1, 3, 5]], 0.0)  # env 1's episode has not ended: still 0
+    assert np.all(rtg[[1, 3, 5]] == -np.inf)  # env 1's episode has not ended: no bound (never 0)
     # A scaled reward (r' = 2 r - 1) is what the bound sees.
-    rtg = cal_ql.label_finished_episodes(jnp.zeros(16), buffer, jnp.array([0, 1]), jnp.array([3, 3]),
+    rtg = cal_ql.label_finished_episodes(unlabelled, buffer, jnp.array([0, 1]), jnp.array([3, 3]),
                                          jnp.array([True, False]), 2, 0.5, 5, 2.0, -1.0)
     np.testing.assert_allclose(rtg[0], 1.0 + 0.5 * 3.0 + 0.25 * 5.0)
+    # Ended by a time limit: the tail continues past the last step (gamma^3 tail at the first step).
+    rtg = cal_ql.label_finished_episodes(unlabelled, buffer, jnp.array([0, 1]), jnp.array([3, 3]),
+                                         jnp.array([True, False]), 2, 0.5, 5, truncated=jnp.array([True, True]),
+                                         tail=-8.0)
+    np.testing.assert_allclose(np.asarray(rtg)[[0, 2, 4]], [1 + 0.5 * 2 + 0.25 * 3 - 0.125 * 8, 2 + 0.5 * 3 - 0.25 * 8,
+                                                            3 - 0.5 * 8])
+    assert np.all(np.asarray(rtg)[[1, 3, 5]] == -np.inf)
+
+
+def test_bound_has_a_valid_tail_after_a_timeout_with_negative_rewards():
+    # Episode 1: rewards -1, -2 and a timeout (the env goes on; the critic bootstraps through it); episode 2:
+    # reward -1 and a terminal. gamma = 0.5, r_min = -2: tail = -2 / (1 - 0.5) = -4.
+    obs = jnp.arange(3.0)[:, None] * jnp.ones(3)  # Pendulum's 3 floats; each row continues the previous one
+    data = Transition(obs=obs, action=jnp.zeros((3, 1)), reward=jnp.array([-1.0, -2.0, -1.0]), next_obs=obs + 1,
+                      terminated=jnp.array([0, 0, 1], bool), truncated=jnp.array([0, 1, 0], bool))
+    problem = build_problem("pendulum", dataset=data)
+    config = cal_ql.Config(gamma=0.5, reward_scale=1.0)
+    scaled, rtg, tail = cal_ql.prepare_dataset(config, problem)
+    assert tail == -4.0
+    np.testing.assert_allclose(rtg, [-1 + 0.5 * (-2 + 0.5 * -4), -2 + 0.5 * -4, -1.0])
+    # A lower bound of the infinite-horizon value even if the worst reward repeats after the timeout: -3 there,
+    # which the official no-tail return (-1 - 0.5 * 2 = -2) exceeds.
+    worst = -1 + 0.5 * -2 + sum(0.5 ** k * -2 for k in range(2, 60))
+    assert rtg[0] <= worst + 1e-6
+    _, no_tail, _ = cal_ql.prepare_dataset(dataclasses.replace(config, timeout_tail="none"), problem)
+    np.testing.assert_allclose(no_tail, [-2.0, -2.0, -1.0])
+    assert no_tail[0] > worst
+    # Nonnegative rewards: the tail is 0 (the official bound is already valid).
+    assert cal_ql.timeout_tail_value(np.array([0.0, 1.0]), 0.99, "min_reward") == 0.0
+    with pytest.raises(ValueError, match="timeout_tail"):
+        cal_ql.timeout_tail_value(np.array([0.0]), 0.99, "bogus")
+
+
+def test_reward_scale_and_bias_reach_the_data_and_the_bound():
+    obs = jnp.arange(3.0)[:, None] * jnp.ones(3)  # Pendulum's 3 floats; each row continues the previous one
+    data = Transition(obs=obs, action=jnp.zeros((3, 1)), reward=jnp.array([1.0, 2.0, 3.0]), next_obs=obs + 1,
+                      terminated=jnp.array([0, 0, 1], bool), truncated=jnp.zeros(3, bool))
+    problem = build_problem("pendulum", dataset=data)
+    assert (cal_ql.Config().reward_scale, cal_ql.Config().reward_bias) == (10.0, 0.0)  # official scripts' scale
+    scaled, rtg, _ = cal_ql.prepare_dataset(cal_ql.Config(gamma=0.5), problem)
+    np.testing.assert_allclose(scaled.reward, [10.0, 20.0, 30.0])
+    np.testing.assert_allclose(rtg, [10 + 0.5 * 20 + 0.25 * 30, 20 + 0.5 * 30, 30])
+    scaled, rtg, _ = cal_ql.prepare_dataset(cal_ql.Config(gamma=0.5, reward_scale=2.0, reward_bias=-1.0), problem)
+    np.testing.assert_allclose(scaled.reward, [1.0, 3.0, 5.0])
+    from algorithms import cql
+
+    assert (cql.Config().reward_scale, cql.Config().reward_bias) == (1.0, 0.0)  # official CQL locomotion
+    np.testing.assert_allclose(cql.offline_data(cql.Config(reward_scale=10.0, reward_bias=-5.0), problem).reward,
+                               [5.0, 15.0, 25.0])
 
 
 def test_calibrated_logsumexp_is_cqls_without_bound_and_only_lifts_policy_actions():
@@ -91,7 +143,7 @@ def test_two_phase_run_offline_then_online_with_labelled_online_returns(tmp_path
         terminated=jnp.zeros(64, bool), truncated=(jnp.arange(64) % 8 == 7),
     )
     problem = build_problem("pendulum", {"max_steps_in_episode": 10}, dataset=data)
-    config = cal_ql.Config(offline_steps=20, online_steps=30, hidden_sizes=(16, 16), batch_size=8,
+    config = cal_ql.Config(offline_steps=20, online_steps=35, hidden_sizes=(16, 16), batch_size=8,
                            cql_num_actions=2)
     spec = get_algorithm("cal_ql")
     runner = Runner(spec.make(config, problem), problem, default_hparams(spec, config),
@@ -100,9 +152,10 @@ def test_two_phase_run_offline_then_online_with_labelled_online_returns(tmp_path
     state, summary = runner.run()
     assert [r["phase"] for r in runner.rows] == ["offline", "offline", "online", "online"]
     assert all(np.isfinite(r["critic_loss"]) and np.isfinite(r["cql_gap"]) for r in runner.rows)
-    assert summary["0"]["env_steps"] == 30 and summary["0"]["grad_steps"] == 50
+    assert summary["0"]["env_steps"] == 35 and summary["0"]["grad_steps"] == 55
     rtg = np.asarray(state.online_rtg[0, 0])
-    assert np.all(rtg[:30] < 0) and np.all(rtg[30:] == 0)  # 3 finished 10-step episodes, all labelled
+    # 3 finished 10-step episodes, all labelled (finite, negative); the unfinished 4th has no bound, never 0.
+    assert np.all(np.isfinite(rtg[:30]) & (rtg[:30] < 0)) and np.all(rtg[30:35] == -np.inf)
     with pytest.raises(ValueError, match="needs an offline dataset"):
         cal_ql.make(config, build_problem("pendulum"))
 

@@ -29,6 +29,29 @@ def test_reward_correction_is_the_classifiers_log_ratio_difference():
     np.testing.assert_allclose(dr, [2.0, 0.0, -3.5], rtol=1e-6)
 
 
+def test_defaults_are_the_official_choices_and_the_correction_waits_for_its_warmup():
+    config = darc.Config(total_steps=8_000)
+    assert (config.disc_hidden_sizes, config.logit_bound, config.disc_noise_std, config.reward_scale) == \
+        ((32,), 0.0, 1.0, 0.1)
+    assert darc.correction_warmup(config) == 800  # a tenth of the run (official: 1e5 of 1e6 steps)
+    assert darc.correction_warmup(darc.Config(total_steps=8_000, correction_warmup_steps=5)) == 5
+    # y's reward: 0.1 (r + eta dr) once the warm-up is over, 0.1 r before.
+    r, dr = jnp.array([-2.0, 1.0]), jnp.array([0.5, -3.0])
+    np.testing.assert_allclose(darc.corrected_reward(r, dr, 2.0, jnp.int32(799), 800, 0.1), [-0.2, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(darc.corrected_reward(r, dr, 2.0, jnp.int32(800), 800, 0.1), [-0.1, -0.5], rtol=1e-6)
+    # Unbounded logits (official) vs H2O's 2 tanh.
+    from algorithms._sim import BoundedClassifier
+
+    x = 100.0 * jnp.ones((1, 3))
+    for bound in (0.0, 2.0):
+        net = BoundedClassifier((4,), bound)
+        out = net.apply(net.init(jax.random.key(0), x), x)
+        assert (np.abs(out).max() <= 2.0) == (bound == 2.0)
+    old = darc.Config(**darc.H2O_STYLE)
+    assert (old.disc_hidden_sizes, old.logit_bound, old.correction_warmup_steps, old.reward_scale) == \
+        ((256, 256), 2.0, 0, 1.0)
+
+
 @pytest.fixture(scope="module")
 def pendulum_data(tmp_path_factory):
     return real_dataset(tmp_path_factory.mktemp("data") / "pendulum-real.hdf5", 1_000)
@@ -37,7 +60,7 @@ def pendulum_data(tmp_path_factory):
 def test_darc_steps_the_sim_and_logs_a_finite_correction(pendulum_data):
     problem = build_problem("pendulum_gravity_2x", dataset=pendulum_data)
     config = darc.Config(total_steps=60, warmup_steps=0, hidden_sizes=(16, 16), disc_hidden_sizes=(16, 16),
-                         batch_size=32, disc_batch_size=32)
+                         batch_size=32, disc_batch_size=32, logit_bound=2.0)
     state, metrics = run_short("darc", config, problem)
     for key in ("reward_correction", "critic_loss", "disc_sas_loss", "eval_return"):
         assert np.all(np.isfinite(metrics[key])), key

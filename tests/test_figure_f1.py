@@ -58,3 +58,21 @@ def test_replot_writes_figure_and_claims(tmp_path):
     assert not written["claims"]["F1c"]["held"]
     assert written["claims"]["F1c"]["max_abs_normalized_difference"] == 60.0
     assert set(written["iqm_ci_per_task"]) == {"pendulum:medium", "reacher:medium"}
+
+
+def test_replot_into_another_file_reproduces_every_interval(tmp_path):
+    # Noisy seeds, so the bootstrap intervals are not degenerate; the bootstrap is seeded, so a replot of the
+    # written JSON into --out gives the same numbers and leaves the original file alone.
+    rng = np.random.default_rng(0)
+    result = _result()
+    for key, curves in result["per_seed_curves"].items():
+        result["per_seed_curves"][key] = [[(x, y + float(rng.normal(0, 10))) for x, y in c] for c in curves]
+    f1.finish(result, str(tmp_path / "first"), reps=200)
+    first = json.loads((tmp_path / "first.json").read_text())
+    f1.main(["--replot", str(tmp_path / "first.json"), "--out", str(tmp_path / "second"), "--reps", "200"])
+    second = json.loads((tmp_path / "second.json").read_text())
+    assert (tmp_path / "second.png").stat().st_size > 0
+    assert first["iqm_ci"] == second["iqm_ci"] and first["iqm_ci_per_task"] == second["iqm_ci_per_task"]
+    lo, hi = first["iqm_ci"]["RLPD"][-1][1:]
+    assert lo < hi  # real intervals, not a degenerate case
+    assert json.loads((tmp_path / "first.json").read_text()) == first

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import h2o
+from algorithms import _sim, h2o
 from envs.scripted_experts import pendulum_expert
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.datasets import write_d4rl_hdf5
@@ -49,7 +49,7 @@ def test_classifier_losses_on_hand_made_logits():
     l_sas_real = jnp.array([[0.0, 1.0], [0.5, -0.5]])
     l_sa_sim = jnp.array([[0.0, 0.0], [-1.0, 1.0]])
     l_sas_sim = jnp.array([[-1.0, 1.0], [2.0, 0.0]])
-    loss_sa, loss_sas = h2o.classifier_losses(l_sa_real, l_sas_real, l_sa_sim, l_sas_sim)
+    loss_sa, loss_sas = _sim.classifier_losses(l_sa_real, l_sas_real, l_sa_sim, l_sas_sim)
     # L_sa: real rows want class 0, sim rows class 1; the two means are summed
     expected_sa = np.mean([math.log(1 + math.exp(-1)), math.log(1 + math.exp(2))]) + np.mean(
         [math.log(2), math.log(1 + math.exp(-2))]
@@ -61,12 +61,12 @@ def test_classifier_losses_on_hand_made_logits():
     )
     np.testing.assert_allclose(loss_sas, expected_sas, rtol=1e-6)
     # D_sa also receives the (s, a, s') loss's gradient
-    grad_sa = jax.grad(lambda l: h2o.classifier_losses(l, l_sas_real, l_sa_sim, l_sas_sim)[1])(l_sa_real)
+    grad_sa = jax.grad(lambda l: _sim.classifier_losses(l, l_sas_real, l_sa_sim, l_sas_sim)[1])(l_sa_real)
     assert np.abs(grad_sa).sum() > 0
 
 
 def test_discriminator_loss_is_summed_and_noise_free_without_noise():
-    net = h2o.BoundedClassifier((8,), 2.0)
+    net = _sim.BoundedClassifier((8,), 2.0)
     params = {"sa": net.init(jax.random.key(0), jnp.zeros((1, 3))),
               "sas": net.init(jax.random.key(1), jnp.zeros((1, 5)))}
     from hybrid_rl.types import Transition
@@ -77,13 +77,13 @@ def test_discriminator_loss_is_summed_and_noise_free_without_noise():
                           jax.random.normal(k[2], (6, 2)), jnp.zeros(6, bool), jnp.zeros(6, bool))
 
     real, sim = batch(2), batch(3)
-    total, (loss_sa, loss_sas) = h2o.discriminator_loss(params, net.apply, real, sim, jax.random.key(4), 0.0)
-    l_sa_r, l_sas_r = h2o.discriminator_logits(net.apply, params, real.obs, real.action, real.next_obs)
-    l_sa_s, l_sas_s = h2o.discriminator_logits(net.apply, params, sim.obs, sim.action, sim.next_obs)
+    total, (loss_sa, loss_sas) = _sim.discriminator_loss(params, net.apply, real, sim, jax.random.key(4), 0.0)
+    l_sa_r, l_sas_r = _sim.discriminator_logits(net.apply, params, real.obs, real.action, real.next_obs)
+    l_sa_s, l_sas_s = _sim.discriminator_logits(net.apply, params, sim.obs, sim.action, sim.next_obs)
     np.testing.assert_allclose(total, loss_sa + loss_sas, rtol=1e-6)
     np.testing.assert_allclose(loss_sa, _neg_log_softmax(l_sa_r, 0).mean() + _neg_log_softmax(l_sa_s, 1).mean(),
                                rtol=1e-5)
-    noisy, _ = h2o.discriminator_loss(params, net.apply, real, sim, jax.random.key(4), 0.1)
+    noisy, _ = _sim.discriminator_loss(params, net.apply, real, sim, jax.random.key(4), 0.1)
     assert noisy != total  # input noise is applied while training
 
 
@@ -95,7 +95,7 @@ def test_dynamics_ratio_is_exp_of_the_sas_logit_difference_and_clipped():
     p_sas = jax.nn.softmax(l_sas + l_sa)
     p_sa = jax.nn.softmax(l_sa)
     full = (p_sas[:, 0] * p_sa[:, 1]) / (p_sas[:, 1] * p_sa[:, 0])
-    np.testing.assert_allclose(jnp.exp(h2o.log_dynamics_ratio(l_sas)), full, rtol=1e-4)
+    np.testing.assert_allclose(jnp.exp(_sim.log_dynamics_ratio(l_sas)), full, rtol=1e-4)
     log_w = h2o.clipped_log_ratio(l_sas, 1e-5, 1.0)
     w = jnp.exp(log_w)
     expected = np.clip(np.exp(np.asarray(l_sas[:, 0] - l_sas[:, 1], np.float64)), 1e-5, 1.0)
@@ -103,7 +103,7 @@ def test_dynamics_ratio_is_exp_of_the_sas_logit_difference_and_clipped():
     hand = jnp.exp(h2o.clipped_log_ratio(jnp.array([[2.0, -2.0], [-2.0, 2.0], [-1.0, 0.5]]), 1e-5, 1.0))
     np.testing.assert_allclose(hand, [1.0, math.exp(-4.0), math.exp(-1.5)], rtol=1e-6)
     # a bounded (2 tanh) discriminator keeps w in [e^-4, 1] even on wild inputs
-    net = h2o.BoundedClassifier((16, 16), 2.0)
+    net = _sim.BoundedClassifier((16, 16), 2.0)
     params = net.init(jax.random.key(2), jnp.zeros((1, 7)))
     logits = net.apply(params, 1e3 * jax.random.normal(jax.random.key(3), (500, 7)))
     w = jnp.exp(h2o.clipped_log_ratio(logits, 1e-5, 1.0))

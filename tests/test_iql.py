@@ -81,6 +81,23 @@ def test_reward_scaling_uses_the_spread_of_dataset_episode_returns():
         iql.reward_transform(data, "bogus")
 
 
+def test_locomotion_scaling_targets_the_env_episode_length_by_default():
+    # The references scale the returns' spread to the episode length (1000 on D4RL locomotion): by default
+    # the target is the env's limit, 50 here; an explicit reward_spread wins.
+    problem = build_problem("pendulum", {"max_steps_in_episode": 50})
+    assert iql.Config().reward_spread <= 0
+    assert iql.spread_target(iql.Config(), problem) == 50.0
+    assert iql.spread_target(iql.Config(reward_spread=1000.0), problem) == 1000.0
+    assert iql.spread_target(iql.Config(), build_problem("pendulum")) == 200.0
+    # Applied to the batches the agent learns from: returns spanning 3 become returns spanning 50.
+    obs = jnp.arange(6.0)[:, None]
+    data = Transition(obs=obs, action=jnp.zeros((6, 1)), reward=jnp.array([1.0, 1.0, 2.0, 2.0, 2.5, 2.5]),
+                      next_obs=obs + 1.0, terminated=jnp.zeros(6, bool),
+                      truncated=jnp.array([0, 1, 0, 1, 0, 1], bool))
+    scale, shift = iql.reward_transform(data, "locomotion", iql.spread_target(iql.Config(), problem))
+    assert (scale, shift) == (pytest.approx(50.0 / 3.0), 0.0)
+
+
 def test_union_sampling_reads_dataset_and_online_rows():
     dataset = Transition.zeros((2,), (1,), batch_shape=(10,)).replace(reward=jnp.zeros(10))
     buffer = buffer_init(Transition.zeros((2,), (1,)), 30)
@@ -152,11 +169,11 @@ def test_iql_offline_on_builder_pendulum_expert_gets_close_to_the_expert():
     path = get_or_build_dataset("pendulum", "expert", 20_000, data_dir="data")
     info = describe_dataset(path)
     problem = build_problem("pendulum", dataset=path)
-    # Pendulum's episodes are 200 steps (D4RL's 1000): reward_spread 200 keeps per-step rewards O(1). With the
-    # locomotion beta = 3 the policy reached only about -440 to -660 here (2 seeds, 10k steps); beta = 1 (and
+    # Pendulum's episodes are 200 steps (D4RL's 1000): the default reward_spread (the episode length, 200) keeps
+    # per-step rewards O(1). With the locomotion beta = 3 the policy reached only about -440 to -660 here (2 seeds, 10k steps); beta = 1 (and
     # 0.5) reach the expert's -131 to -145.
     config = iql.Config(offline_steps=10_000, online_steps=0, hidden_sizes=(64, 64), batch_size=128,
-                        reward_spread=200.0, beta=1.0)
+                        beta=1.0)
     _, summary = _runner(config, problem, eval_episodes=10, seeds=2, num_evals=2).run()
     final = summary["0"]["final_eval_return_mean"]
     expert = float(np.mean(iql.dataset_episode_returns(problem.dataset)))
