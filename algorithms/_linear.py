@@ -43,7 +43,8 @@ def add_to_stats(stats: LinearStats, phi: jax.Array, s, a, r, s_next, weight=1.0
 def lsvi(stats: LinearStats, phi: jax.Array, beta, reg, clip: str = "step", lam=None, log_ref=None):
     """The backward pass of the module doc. ``beta = 0``: ridge fitted Q-iteration (non-optimistic).
 
-    ``lam`` given: the soft backup of spec 2.5 toward ``exp(log_ref[H, S, A])``,
+    ``lam`` given: the soft backup of docs/algorithms/demo_regularized.md (linear variant) toward
+    ``exp(log_ref[H, S, A])``,
     ``V_h(s) = lam log sum_a pi_ref_h(a|s) exp(Q_h(s,a) / lam)`` (log space), instead of ``max_a Q_h``.
     Returns ``(Q[H,S,A], V[H+1,S])``.
     """

@@ -2,7 +2,7 @@
 MDPs: the finite-horizon tabular family core that ``ucbvi``, ``demo_regularized``, ``bc_tabular`` and
 ``optimistic_ac`` build on.
 
-Setting (theory spec section 1): episodes of exactly ``H`` steps ``h = 0..H-1`` (spec's ``h = 1..H``),
+Setting (docs/algorithms/ucbvi.md): episodes of exactly ``H`` steps ``h = 0..H-1`` (the papers' ``h = 1..H``),
 ``S`` states observed by index, ``A`` actions, rewards in [0, 1]. The env must expose its exact model
 (``comblock_tabular``, ``linear_mdp``: ``to_tabular``; ``gridworld``/finite MDPs with ``horizon > 0``: ``P``, ``R``).
 One runner iteration is one episode. Episodes are sampled from that exact model (the same law as ``env.step``;
@@ -14,7 +14,7 @@ Statistics after ``k`` episodes: ``n_h(s,a,s')`` transition counts and ``r_h(s,a
     p_hat_h(.|s,a) = n_h(s,a,.) / n_h(s,a)        (uniform, or 0 for the "zero" convention, when n_h(s,a) = 0)
     r_hat_h(s,a)   = r_h(s,a) / max(1, n_h(s,a))
 
-UCBVI's optimistic backup (spec 5.6), ``M_h = H - h`` the range of ``Q_h`` (0-based ``h``):
+UCBVI's optimistic backup (Azar et al. 2017), ``M_h = H - h`` the range of ``Q_h`` (0-based ``h``):
 
     Qbar_h(s,a) = min( M_h, r_hat_h(s,a) + p_hat_h(.|s,a) . Vbar_{h+1} + b_h(s,a) ),   Qbar_h = M_h where n = 0
     Vbar_h(s)   = max_a Qbar_h(s,a)                                    (UCBVI, greedy policy; ties -> lowest index)
@@ -23,13 +23,13 @@ UCBVI's optimistic backup (spec 5.6), ``M_h = H - h`` the range of ``Q_h`` (0-ba
 
 Bonuses (``bonus=``; all scaled by ``bonus_scale`` = c_b, a tuned constant, never the paper's) **[R]**:
 
-* ``"hoeffding"``: ``b = c_b M_h sqrt(L / n)``, ``L = log(4 H S A K / delta)`` (UCBVI-CH's form; CH's 7 and the
-  spec 3.5 pilot's ``c_b = 0.1`` are both "c_b"); ``M_h`` (not ``M_h - 1``) so the last step, whose reward is
-  learnt, also gets a bonus.
-* ``"kl"``: spec 2.4's ``b = c_b ( (M_h - 1) sqrt(beta(n)/(2n)) + sqrt(beta_r(n)/(2n)) )`` with
+* ``"hoeffding"``: ``b = c_b M_h sqrt(L / n)``, ``L = log(4 H S A K / delta)`` (UCBVI-CH's form; CH's constant 7 and the
+  tuned ``c_b = 0.1`` of docs/algorithms/optimistic_ac.md are both "c_b"); ``M_h`` (not ``M_h - 1``) so the last
+  step, whose reward is learnt, also gets a bonus.
+* ``"kl"`` (KL concentration of ``p_hat``): ``b = c_b ( (M_h - 1) sqrt(beta(n)/(2n)) + sqrt(beta_r(n)/(2n)) )`` with
   ``beta(n) = log(3SAH/delta) + S log(8e(n+1))``, ``beta_r(n) = log(3SAH/delta) + log(8e(n+1))``.
 
-Output (BPI) **[R, spec 2.3 step 4 / 5.6]**: with ``recommend="empirical"`` (default) the reported policy after
+Output (BPI) **[R, docs/algorithms/ucbvi.md]**: with ``recommend="empirical"`` (default) the reported policy after
 ``k`` episodes is the greedy (UCBVI) or soft-greedy (UCBVI-Ent) policy of the *bonus-free* empirical model
 (unvisited pairs: uniform ``p_hat``, ``r_hat = 0``), the same rule for every BPI method here; ``"sampling"``
 reports the optimistic policy that is played.
@@ -215,7 +215,8 @@ def optimistic_planning(p_hat, r_hat, b, lam=None, log_ref=None, clip: bool = Tr
 
 
 def lower_regularized_value(p_hat, r_hat, b, pi, log_ref, lam):
-    """Spec 2.4's lower critic of the regularised value of ``pi`` (not clipped below: it can be negative):
+    """The lower critic (docs/algorithms/demo_regularized.md, step 3) of the regularised value of ``pi`` (not
+    clipped below: it can be negative):
 
     ``Qlo_h = r_hat + p_hat . Vlo_{h+1} - b``,  ``Vlo_h(s) = sum_a pi (Qlo_h - lam log(pi / pi_ref))``.
     Returns ``Vlo[H+1, S]``.
@@ -244,7 +245,7 @@ class Config:
     bonus: str = "hoeffding"  # "hoeffding" | "kl" (module doc) [R]
     bonus_scale: float = 0.1  # c_b multiplying the bonus; tuned, not the paper's constant [R] (traced)
     delta: float = 0.05  # confidence level inside the bonus (traced)
-    recommend: str = "empirical"  # reported policy: "empirical" (bonus-free model) | "sampling" [R: spec 2.3]
+    recommend: str = "empirical"  # reported policy: "empirical" (bonus-free model) | "sampling" [R] (module doc)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,8 @@ that ``ucrl2`` and its non-stationary variants build on (``ucrl2_restarts``, ``o
 
 Setting: one trajectory, no resets; ``S`` states observed by index, ``A`` actions, rewards in [0, 1]. The judge is
 the (dynamic) regret ``R(T) = sum_t (rho*_{l(t)} - r_{l(t)}(s_t, a_t))`` with *expected* rewards and the optimal
-gain of the segment the step belongs to (spec section 1); on a stationary MDP ``rho*`` is computed once by relative
-value iteration.
+gain of the segment the step belongs to (docs/algorithms/ucrl2.md); on a stationary MDP ``rho*`` is computed once by
+relative value iteration.
 
 The algorithm, per step ``t = 1, 2, ...`` (statistics counted since the last restart at ``t_r``; ``t_r = 1`` for
 plain UCRL2):
@@ -23,14 +23,15 @@ plain UCRL2):
     doubling rule: a new episode starts at t + 1 iff v_k(s_{t+1}, pi_k(s_{t+1})) >= max(1, N_k(s_{t+1}, pi_k(s_{t+1})))
 
 EVI is :func:`hybrid_rl.tabular.extended_value_iteration`. Under ``vmap`` over seeds a ``lax.cond`` would run EVI
-for every seed at every step, so (spec section 6) the sweeps run in a ``lax.while_loop`` whose per-seed condition
+for every seed at every step, so the sweeps run in a ``lax.while_loop`` whose per-seed condition
 is "this seed starts an episode now and has not converged": when no seed starts an episode the loop runs zero
 sweeps, and EVI is warm-started from the previous episode's bias so it converges in a few sweeps.
 
-The family (spec 4.9: "differing only in a restart policy and a statistics window"): a :class:`Variant` adds its
+The family differs only in a restart policy and a statistics window: a :class:`Variant` adds its
 own state and an ``observe`` hook called after each transition, which may ask for a restart (forget everything),
 end the episode, or edit the statistics (the sliding window evicts old transitions). Plain UCRL2 is the empty
-variant. ``c`` (``confidence_scale``) = 1 is the theory; spec 4.9 recommends exposing it. [R]
+variant. ``c`` (``confidence_scale``) = 1 is the theory; it is exposed because theory-constant radii keep UCRL2
+exploring for a very long time on larger RiverSwims. [R]
 
 Metrics per step (the runner averages them over a chunk, so a metrics.csv row holds chunk means):
 ``regret_increment`` (chunk mean = regret per step), ``cumulative_regret`` (chunk mean, close to the value at the
@@ -63,12 +64,12 @@ TIE_BREAKING = ("random", "first")
 class Config:
     total_steps: int = 60_000  # T: env steps (one step per iteration; the env never resets)
     delta: float = 0.05  # confidence level of the radii (traced)
-    confidence_scale: float = 1.0  # c multiplying d_r and d_p; 1 = theory constants [R: spec 4.9] (traced)
+    confidence_scale: float = 1.0  # c multiplying d_r and d_p; 1 = theory constants [R] (traced)
     evi_eps: float = 0.0  # EVI stopping threshold; 0 = UCRL2's 1/sqrt(t_k) (the reference code: fixed 0.01) (traced)
     evi_max_iters: int = 1000  # cap on EVI sweeps per episode start (the reference code's cap)
-    aperiodicity: float = 1.0  # tau of EVI's transform p <- tau p + (1 - tau) e_s; 1 = plain EVI [R: spec 5.1]
+    aperiodicity: float = 1.0  # tau of EVI's transform p <- tau p + (1 - tau) e_s; 1 = plain EVI [R]
     confidence_clock: str = "restart"  # t_k in the radii: "restart" = time since the last restart, "global" = t
-    warm_start: bool = True  # EVI starts from the previous episode's bias (spec 5.1/6); False: from 0
+    warm_start: bool = True  # EVI starts from the previous episode's bias (few sweeps); False: from 0
     tie_breaking: str = "random"  # greedy ties in EVI's policy: "random" (as the reference code) or "first" action
     max_logged_restarts: int = 64  # restart times kept in state.restart_log (for figures; later ones are counted)
     steps_per_iteration: int = 1  # env steps per runner iteration (a scan inside); must divide total_steps

@@ -1,36 +1,36 @@
 """Demonstration-regularized RL (Tiapkin, Belomestny, Calandriello, Moulines, Munos, Naumov, Perrault, Valko,
-Ménard; ICLR 2024), tabular, and its behaviour-cloning baseline (theory spec sections 2 and 5.9).
+Ménard; ICLR 2024), tabular, and its behaviour-cloning baseline (docs/algorithms/demo_regularized.md).
 
-A qualitative reproduction, not the paper's constants: the paper's PDF could not be read (spec section 0), so
+A qualitative reproduction, not the paper's constants: the paper's full text could not be read, so
 every choice below marked [R] is a reconstruction exposed as a config option.
 
 Data: ``demos`` = N^E expert trajectories without rewards, drawn in ``init`` (one set per seed) from an expert
 ``pi^E`` on the env's exact model (:mod:`algorithms.ucbvi`): ``expert="eps_greedy"`` plays the optimal action
-w.p. ``1 - expert_eps`` and spreads ``expert_eps`` over the others (the spec 2.9 lock pilot: 0.995);
-``"softmax"`` plays ``softmax(Q*_h / expert_temperature)`` (the spec 2.9 grid-world pilot: 0.15).
+w.p. ``1 - expert_eps`` and spreads ``expert_eps`` over the others (``expert_eps = 0.005``: optimal w.p. 0.995);
+``"softmax"`` plays ``softmax(Q*_h / expert_temperature)`` (Figure A1's grid-world expert: 0.15).
 
-1. Behaviour cloning with the add-kappa floor **[R, spec 2.3]**: maximising
+1. Behaviour cloning with the add-kappa floor **[R]**: maximising
    ``sum_i log pi_h(a_i|s_i) + kappa sum_{h,s,a} log pi_h(a|s)`` over the simplex gives
 
        pi^BC_h(a|s) = (n_h(s,a) + kappa) / (n_h(s) + kappa A)     (unvisited states: uniform)
 
    with ``n_h`` the demonstration counts (pooled over ``h`` when ``bc_pool_steps``; the theory is per ``h``).
-2. Temperature **[R, spec 2.3 step 2]**: ``lam`` if ``> 0``, else the theory-consistent rule
-   ``lam = epsilon N^E / (3 S A H)`` (spec 2.9's pilot: ``epsilon = 0.1``).
-3. Regularised BPI toward ``pi^BC`` (spec 2.4, "UCBVI-Ent+"-style; bonuses of :mod:`algorithms.ucbvi`):
+2. Temperature **[R]**: ``lam`` if ``> 0``, else the theory-consistent rule
+   ``lam = epsilon N^E / (3 S A H)`` (Figures A1, A2: ``epsilon = 0.1``).
+3. Regularised BPI toward ``pi^BC`` ("UCBVI-Ent+"-style; bonuses of :mod:`algorithms.ucbvi`):
 
        Qup_h = min(H-h+1, r_hat + p_hat . Vup_{h+1} + b_h)                  (= H-h+1 where n = 0)
        Vup_h(s) = lam log sum_a pi^BC_h(a|s) exp(Qup_h(s,a) / lam)         (log space)
        pi_h(a|s) = pi^BC_h(a|s) exp((Qup_h(s,a) - Vup_h(s)) / lam)          (played)
        Qlo_h = r_hat + p_hat . Vlo_{h+1} - b_h,   Vlo_h = sum_a pi_h (Qlo_h - lam log(pi_h / pi^BC_h))
 
-   ``Vup_1 - Vlo_1`` at ``s_1`` is the certified regularised gap (logged as ``certified_gap``; spec 2.4's stopping
-   rule stops when it is ``<= epsilon/3``; we run fixed budgets, as experiments do).
-4. Output **[R, spec 2.3 step 4]**: the soft-optimal policy of the *bonus-free* empirical model with the same
+   ``Vup_1 - Vlo_1`` at ``s_1`` is the certified regularised gap (logged as ``certified_gap``; a stopping
+   rule would stop when it is ``<= epsilon/3``; we run fixed budgets, as experiments do).
+4. Output **[R]**: the soft-optimal policy of the *bonus-free* empirical model with the same
    reference and temperature (``recommend="empirical"``); never the argmax. The metric is the *unregularised*
    suboptimality ``V* - V^{pi_hat}``, exact.
 
-RLHF variant (``demo_regularized_rlhf``, spec 2.6 **[P structure, R details]**): no reward is ever observed.
+RLHF variant (``demo_regularized_rlhf``, **[P structure, R details]**): no reward is ever observed.
 ``pref_pairs`` trajectory pairs ``(tau^0, tau^1)`` are drawn from ``pi^BC`` with labels
 ``o ~ Bernoulli(sigmoid(R(tau^1) - R(tau^0)))`` (``R`` = the true return, Bradley-Terry); the reward is the MLE
 
@@ -41,14 +41,14 @@ fitted by ``reward_steps`` projected Adam steps (clip to [0, 1] after each) from
 normalisation; pairs never visited by the data keep reward 0, which fixes the trajectory-constant shift]; then the regularised solver above runs with ``r_hat`` in place of
 the empirical reward (transitions are still explored online); the KL to ``pi^BC`` replaces pessimism.
 
-Linear MDPs (``demo_regularized_linear``, spec 2.3 step 1 and 2.5 **[R]**): a log-linear clone
+Linear MDPs (``demo_regularized_linear``, **[R]**): a log-linear clone
 ``pi^BC_h(a|s) = (1 - bc_mix) softmax_a(theta_h^T phi(s,a)) + bc_mix / A`` fitted per step ``h`` by L2-regularised
 multinomial logistic regression (``bc_steps`` Adam steps, convex; ``bc_mix`` = the uniform mixing weight, default
-0 as the spec asks), then LSVI-UCB with the soft backup toward ``pi^BC`` (:func:`algorithms._linear.lsvi` with
+0), then LSVI-UCB with the soft backup toward ``pi^BC`` (:func:`algorithms._linear.lsvi` with
 ``lam``): ``Qup_h = min(H-h, w_h^T phi + beta ||phi||_{Lambda_h^{-1}})``, ``Vup_h = lam log sum_a pi^BC exp(Qup/lam)``;
 the output is the soft-optimal policy of the bonus-free ridge model. ``lam`` rule: ``epsilon N^E / (3 d H)``.
 
-``bc_tabular``: the clone alone (spec 5.9), played every episode; the same metrics (flat curve).
+``bc_tabular``: the clone alone, played every episode; the same metrics (flat curve).
 
 Helpers for tests and figures: :func:`bc_policy`, :func:`expert_policy`, :func:`trajectory_kl` (exact
 ``KL_traj(pi || pi_ref) = E_pi sum_h KL(pi_h(.|s_h) || pi_ref_h(.|s_h))`` by dynamic programming).
@@ -143,12 +143,12 @@ class BCConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config(BCConfig):
-    lam: float = 0.0  # KL temperature; 0 = rule lam = epsilon N^E / (3 S A H) [R: spec 2.3] (traced)
+    lam: float = 0.0  # KL temperature; 0 = rule lam = epsilon N^E / (3 S A H) [R] (traced)
     epsilon: float = 0.1  # target accuracy in the lam rule (traced)
     bonus: str = "hoeffding"  # "hoeffding" | "kl" bonus of the optimistic solver [R]
-    bonus_scale: float = 0.05  # c_b (spec 2.9 pilot: 0.05); tuned, not the paper's [R] (traced)
+    bonus_scale: float = 0.05  # c_b (0.05 in Figure A2); tuned, not the paper's [R] (traced)
     delta: float = 0.05  # confidence level (traced)
-    recommend: str = "empirical"  # output: "empirical" (bonus-free soft-optimal) | "sampling" [R: spec 2.3 step 4]
+    recommend: str = "empirical"  # output: "empirical" (bonus-free soft-optimal) | "sampling" [R]
 
 
 BC_TRACED = ("bc_kappa",)
@@ -174,7 +174,7 @@ def _reference(config: BCConfig, model: TabularModel):
 
 
 def certified_gap(state, model: TabularModel, config: Config) -> jax.Array:
-    """``E_{s_1}[Vup_1 - Vlo_1]`` of the played soft-greedy policy (spec 2.4's stopping statistic)."""
+    """``E_{s_1}[Vup_1 - Vlo_1]`` of the played soft-greedy policy (the stopping statistic)."""
     hp = state.hparams
     lam = temperature(hp, config.demos, model)
     p_hat, r_hat, n = empirical_model(state.n_sas, state.r_sum)
@@ -290,7 +290,7 @@ class LinearConfig:
     demos: int = 100  # N^E expert trajectories
     features: str = "env"  # "env" (linear_mdp) | "onehot" | "lowrank" (comblock_tabular)
     bc_l2: float = 1e-3  # L2 weight of the logistic regression (traced)
-    bc_mix: float = 0.0  # uniform mixing weight gamma_mix of the log-linear clone [R: spec 2.3] (traced)
+    bc_mix: float = 0.0  # uniform mixing weight gamma_mix of the log-linear clone [R] (traced)
     bc_steps: int = 300  # Adam steps of the logistic regression
     bc_lr: float = 0.1  # Adam learning rate of the logistic regression
     expert: str = "eps_greedy"  # "eps_greedy" | "softmax"

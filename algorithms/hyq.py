@@ -1,6 +1,6 @@
 """Hy-Q: hybrid fitted Q-iteration (Song et al., ICLR 2023), on the rich-observation combination lock.
 
-Spec: deep_algorithms.md section 3 (from the official code, folder CLock). One Q-function per level h,
+Follows the official code (``yudasong/HyQ``, folder CLock); docs/algorithms/hyq.md. One Q-function per level h,
 kept as one pytree with a leading axis H. Default model (``q_model="latent"``)::
 
     Q_h(o, a) = w . vec( onehot(a) (x) softmax(W_enc o / temperature) ) + b,    W_enc: D -> 3, no bias

@@ -1,5 +1,5 @@
-"""LSVI-UCB (Jin, Yang, Wang, Jordan, COLT 2020) for finite-horizon linear MDPs (theory spec 5.8), on the linear
-family core (``algorithms/_linear.py``) that ``optimistic_ac_linear`` and ``demo_regularized_linear`` share.
+"""LSVI-UCB (Jin, Yang, Wang, Jordan, COLT 2020) for finite-horizon linear MDPs (docs/algorithms/lsvi_ucb.md), on
+the linear family core (``algorithms/_linear.py``) that ``optimistic_ac_linear`` and ``demo_regularized_linear`` share.
 
 Setting: known features ``phi(s, a) in R^d`` with ``p_h(s'|s,a) = <phi(s,a), mu_h(s')>`` and
 ``r_h(s,a) = <phi(s,a), theta_h>``; envs ``linear_mdp`` (``features(params)``) and ``comblock_tabular``

@@ -1,7 +1,7 @@
-"""Optimistic actor-critic with rare-switching policy resets (Tan, Fan, Wei, ICML 2025), the tabular instantiation
-of theory spec 3.3(a), with its hybrid (offline-initialised) and non-optimistic variants.
+"""Optimistic actor-critic with rare-switching policy resets (Tan, Fan, Wei, ICML 2025), a tabular instantiation
+(docs/algorithms/optimistic_ac.md), with its hybrid (offline-initialised) and non-optimistic variants.
 
-A qualitative reproduction: the paper's algorithm could not be read (spec 3.2 is a reconstruction from the
+A qualitative reproduction: the paper's algorithm could not be read (this is a reconstruction from its
 abstract, a figure caption and the rates), so the uncertain choices are config options **[R]**: the critic is
 frozen between switches (the caption's reading; ``switching="every_episode"`` refits, and resets the actor,
 every episode as an ablation), the switching statistic is count (tabular) or determinant (linear) doubling,
@@ -20,11 +20,11 @@ the start when ``offline_episodes > 0``):
                   pi^t_h(.|s) ∝ pi^{t-1}_h(.|s) exp(eta f^k_h(s,.)) = softmax(eta (t - t_k + 1) f^k_h(s,.))
     play pi^t for one episode; add it to the counts.
 
-Under ``vmap`` the critic is recomputed every episode and selected with ``where`` (spec 6: tabular backups are
-cheap). ``eta_rule="theory"`` uses ``eta = sqrt(log A / (H^2 K))`` (spec 3.2; near-uniform play, spec 3.5),
-``"constant"`` the O(1) ``eta`` (default 1, spec 3.5's tuned value).
+Under ``vmap`` the critic is recomputed every episode and selected with ``where`` (tabular backups are
+cheap). ``eta_rule="theory"`` uses ``eta = sqrt(log A / (H^2 K))`` (it leaves play near uniform: the actor never
+sharpens within a short phase), ``"constant"`` the O(1) ``eta`` (default 1, a tuned value).
 
-Linear instantiation (spec 3.3(b), ``optimistic_ac_linear``): the critic is LSVI-UCB with max targets
+Linear instantiation (``optimistic_ac_linear``): the critic is LSVI-UCB with max targets
 (:func:`algorithms._linear.lsvi`; non-optimistic: ``beta = 0``, ridge FQI), recomputed only when
 ``log det Lambda_h > log 2 + log det Lambda_h^{(k)}`` for some ``h`` (determinant doubling, O(d H log K) switches);
 the same reset actor; hybrid data enter ``Lambda_h`` and the regression targets from the start.
@@ -65,11 +65,11 @@ class Config:
     episodes: int = 3000  # K: online episodes (one per iteration)
     optimistic: bool = True  # optimistic critic (bonus) or non-optimistic FQI critic (hybrid variant)
     offline_episodes: int = 0  # N_off episodes of an eps-greedy pi* initialising the critic's data (hybrid)
-    offline_eps: float = 0.3  # exploration rate of the offline behaviour policy (spec 3.5)
+    offline_eps: float = 0.3  # exploration rate of the offline behaviour policy
     bonus: str = "hoeffding"  # "hoeffding" | "kl" (algorithms/ucbvi.py) [R]
-    bonus_scale: float = 0.1  # c_b; spec 3.5's tuned 0.1, not the theory constant [R] (traced)
+    bonus_scale: float = 0.1  # c_b; a tuned 0.1, not the theory constant [R] (traced)
     delta: float = 0.05  # confidence level in the bonus (traced)
-    eta: float = 1.0  # actor step size for eta_rule="constant" [R: spec 3.5 lesson 1] (traced)
+    eta: float = 1.0  # actor step size for eta_rule="constant" [R: the theory eta leaves play uniform] (traced)
     eta_rule: str = "constant"  # "constant" | "theory" (eta = sqrt(log A / (H^2 K))) [R]
     switching: str = "doubling"  # "doubling" (rare switches) | "every_episode" (ablation) [R]
 
@@ -192,7 +192,7 @@ def make(config: Config, problem: Problem) -> Agent:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Linear MDPs (spec 3.3(b))
+# Linear MDPs
 # --------------------------------------------------------------------------------------------------------------
 
 

@@ -1,10 +1,10 @@
-"""R-BOCPD-UCRL2 (Alami, Mahfoud, Moulines, CoLLAs 2023, PMLR 232:715-744; spec 4.4) [R: structure consistent
+"""R-BOCPD-UCRL2 (Alami, Mahfoud, Moulines, CoLLAs 2023, PMLR 232:715-744) [R: structure consistent
 with the abstract and the regret bound; the paper's exact constants could not be checked].
 
 UCRL2 (``algorithms.ucrl2``) restarted whenever a restarted-BOCPD change detector fires. One R-BOCPD detector
 ``D[s,a]`` per state-action pair watches the stream of next states observed after playing ``a`` in ``s`` (a local
 clock: the stream advances only when ``(s,a)`` is visited; a global stream would mistake the policy's changing
-state visits for changes, spec 4.8):
+state visits for changes):
 
     1. t_r <- 1; detectors and UCRL2 statistics empty
     2. each step t:  UCRL2 episode start if due (t_k = t - t_r + 1 in the radii and in eps = 1/sqrt(t_k))
@@ -55,10 +55,10 @@ RESET_SCOPES = ("global", "local")
 @dataclasses.dataclass(frozen=True)
 class Config(ucrl2.Config):  # every field of ucrl2.Config, plus:
     detector_delta: float = 0.05  # total false-alarm level; each of the S*A detectors uses it / (S*A) (traced)
-    threshold: str = "delta"  # "delta": false-alarm-controlled rule (spec 4.3); "code": log T (authors' code) [R]
+    threshold: str = "delta"  # "delta": false-alarm-controlled rule (module doc); "code": log T (authors' code) [R]
     stride: int = 5  # g: candidate change points every g samples of a pair's stream
     num_candidates: int = 256  # J: most recent split points tested per detector (memory and time per step)
-    reset_scope: str = "global"  # "global": restart everything on a detection (spec 4.4); "local": the pair only [R]
+    reset_scope: str = "global"  # "global": restart everything on a detection; "local": the pair only [R]
     delta_decay: bool = False  # per-detector delta also / (restarts + 1)^2, for a run-wide guarantee [R]
     reward_detectors: bool = False  # also detect changes in each pair's (discretised) reward stream [R]
     reward_bins: int = 2  # categories of the discretised reward stream

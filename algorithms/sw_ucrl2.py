@@ -1,11 +1,11 @@
-"""SW-UCRL2: UCRL2 on a sliding window (Gajane, Ortner, Auer 2018; spec 5.3) [K structure, R constants].
+"""SW-UCRL2: UCRL2 on a sliding window (Gajane, Ortner, Auer 2018) [structure from the paper, R constants].
 
 Every statistic uses only the last ``W`` steps:
 
     N_W(s,a)      = #{t - W < u <= t : (s_u, a_u) = (s,a)}          (and N_W(s,a,s'), reward sums alike)
     d_r, d_p      = UCRL2's radii (algorithms.ucrl2) with N_W and t_k replaced by min(t_k, W)
     episodes      : UCRL2's doubling rule on the window counts (N_k = N_W at the episode start);
-                    [R, our addition, spec 5.3] also end an episode after W steps, so stale data leave the model
+                    [R, our addition] also end an episode after W steps, so stale data leave the model
 
 The window is kept exactly and cheaply: a ring buffer of the last ``W`` transitions; each step adds the new
 transition to the counts and subtracts the one that leaves the window (amortised ``O(1)`` per step, see
@@ -15,7 +15,7 @@ every episode start.
 ``window`` is a *traced* hyper-parameter: the ring holds ``max_window`` transitions and the window only decides
 which one is evicted, so ``+hp_sweep.window=[2000,6000,20000]`` is one compiled program (windows above
 ``max_window`` are clipped to it). The theory tunes ``W ~ (T / l)^{2/3}`` times problem factors; we could not
-verify the constant, so sweep it (spec 4.7: W in {2000, 6000, 20000} for T = 60k).
+verify the constant, so sweep it (Figure C1: W in {2000, 6000, 20000} for T = 60k).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from hybrid_rl.problem import Problem
 
 @dataclasses.dataclass(frozen=True)
 class Config(ucrl2.Config):  # every field of ucrl2.Config, plus:
-    window: int = 6_000  # W, steps in the window (spec 4.6 pilot: T/10) (traced; clipped to max_window)
+    window: int = 6_000  # W, steps in the window (T/10 at the default T) (traced; clipped to max_window)
     max_window: int = 20_000  # ring-buffer capacity: the largest window a traced sweep may use
-    end_episode_after_window: bool = True  # end an episode after W steps [R: our addition, spec 5.3]
+    end_episode_after_window: bool = True  # end an episode after W steps [R: our addition]
     steps_per_iteration: int = 50  # env steps per runner iteration = the ring's write block (speed; divides T)
 
 

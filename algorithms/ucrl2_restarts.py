@@ -1,5 +1,5 @@
-"""UCRL2 restarted on a schedule (Jaksch, Ortner, Auer 2010, "variations" section; spec 5.2, 5.4) and UCRL2
-restarted at the true change points (the oracle of spec 5.5).
+"""UCRL2 restarted on a schedule (Jaksch, Ortner, Auer 2010, "variations" section) and UCRL2
+restarted at the true change points (the oracle; docs/algorithms/oracle_ucrl2.md).
 
 ``ucrl2_restarts``: with a known number of changes ``l``, run UCRL2 with confidence ``delta / l^2`` and restart it
 (forget everything) at the steps
@@ -7,9 +7,9 @@ restarted at the true change points (the oracle of spec 5.5).
     tau_i = ceil(i^3 / l^2),   i = 1, 2, ...        (regret O(l^{1/3} T^{2/3} D S sqrt(A log(T / delta))))
 
 so restarts come every ~3 i^2 / l^2 steps: dense early, sparse late. ``schedule="periodic"`` instead restarts every
-``period`` steps: the "periodic-restart UCRL2 (Var-UCRL-style)" of spec 5.4, whose period would come from known
-variation budgets [R, low confidence: the Var-UCRL schedule could not be verified, so it is an option here, not a
-registered algorithm].
+``period`` steps: a periodic-restart UCRL2 in the style of Var-UCRL (Ortner, Gajane, Auer, UAI 2019), whose period
+would come from known variation budgets [R, low confidence: the Var-UCRL schedule could not be verified, so it is
+an option here, not a registered algorithm].
 
 ``oracle_ucrl2``: restarts exactly at the env's change points (``info["changed"]`` says the next step belongs to a
 new segment), so each segment is learned from scratch by a fresh UCRL2: not a competitor but the target curve for
@@ -36,8 +36,8 @@ SCHEDULES = ("jaksch", "periodic")
 
 @dataclasses.dataclass(frozen=True)
 class Config(ucrl2.Config):  # every field of ucrl2.Config, plus:
-    schedule: str = "jaksch"  # "jaksch": tau_i = ceil(i^3 / l^2); "periodic": every `period` steps (spec 5.4) [R]
-    num_changes: int = 2  # l, the known number of changes (spec 4.7's figure: 2)
+    schedule: str = "jaksch"  # "jaksch": tau_i = ceil(i^3 / l^2); "periodic": every `period` steps [R]
+    num_changes: int = 2  # l, the known number of changes (Figure C1: 2)
     delta_per_restart: bool = True  # radii use delta / l^2 (Jaksch et al.); False: delta
     period: int = 10_000  # "periodic" schedule: steps between restarts
 
@@ -126,7 +126,7 @@ SPEC_ORACLE_UCRL2 = AlgorithmSpec(
     traced=ucrl2.TRACED,
     dataset="none",
     action_kinds=("discrete",),
-    paper="spec 5.5 (oracle-restart UCRL2)",
+    paper="Jaksch, Ortner, Auer, JMLR 2010, restarted at the true change points (a reference)",
     evaluation=False,
     budget=Budget("total_steps", "env_steps"),
 )

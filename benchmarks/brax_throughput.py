@@ -1,6 +1,6 @@
 """Brax locomotion steps/s: ``pip install -e ".[brax]"`` then ``python -m benchmarks.brax_throughput``.
 
-Decides whether Brax's hopper/halfcheetah/walker2d are usable online envs here (the environments issue's bar:
+Decides whether Brax's hopper/halfcheetah/walker2d are usable online envs here (the bar:
 > 20k vmapped steps/s). For each env and physics backend, two rows: ``raw`` is Brax's own ``env.step``
 (a jitted ``lax.scan`` of 100 vmapped steps with random actions, no auto-reset), ``wrapper`` is
 ``envs.brax_envs.BraxEnv`` through gymnax's ``step`` (traced gravity/friction, auto-reset, time limit;

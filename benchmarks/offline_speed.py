@@ -3,19 +3,19 @@
 1. IQL offline updates/s on a synthetic hopper-sized dataset (default 1M transitions, 11-d observations,
    3-d actions; 2x256 networks, batch 256), for 1 and 8 vmapped seeds that share the one dataset (it is a
    constant of the compiled program, never copied per seed). Updates/s counts updates of one seed; the
-   8-seed row also gives the total over seeds. The reference point (DESIGN.md) is a well-known single-file
+   8-seed row also gives the total over seeds. The reference point (docs/speed.md) is a well-known single-file
    JAX TD3+BC at about 165 updates/s on this kind of CPU.
 2. MOORL's cost per env step as a ratio to SAC's (both 2x256, batch 256, UTD 1 for SAC; MOORL with K inner
    updates), on Pendulum with a small offline set, one seed, steady state (compile excluded).
 
 Measured on the idle 2-core CPU (2026-11-25, defaults): IQL on the 1M set, 1 seed 277 updates/s; 8 seeds
-61 updates/s per seed, 492 in all (earlier the 8-seed row hung in a jaxlib CPU deadlock in the vmapped
-initialisation; seeds are now initialised one at a time, see ``hybrid_rl.runner.init_one_by_one``). Under
-load (average 4-13) the 1-seed row gave 156-191 updates/s, and the dataset's size does not matter (161 on
-a 1k set). MOORL (K=2) / SAC (UTD 1) per env step: 3.87 / 2.04 ms = 1.90 (K inner updates plus the
-meta-step, against one update); 1.23 under load earlier.
+61 updates/s per seed, 492 in all (seeds are initialised one at a time, ``hybrid_rl.runner.init_one_by_one``,
+because a vmapped initialisation can deadlock jaxlib on CPU: docs/known_issues.md). Under load (average 4-13)
+the 1-seed row gave 156-191 updates/s, and the dataset's size does not matter (161 on a 1k set). MOORL (K=2,
+plain critic) / SAC (UTD 1) per env step: 3.87 / 2.04 ms = 1.90 (K inner updates plus the meta-step, against
+one update); 1.23 in a run under load.
 
-2026-11-26, idle, after MOORL's critic became the LayerNorm one: IQL 470 updates/s (1 seed, 100k set).
+Idle CPU, 2026-11-26: IQL 470 updates/s (1 seed, 100k set).
 Per env step: SAC 2.01 ms, SAC with a LayerNorm critic 4.42, MOORL K=2 with LayerNorm 9.45 (13.2 in one
 noisier run), MOORL K=2 plain 4.0-4.2: MOORL / SAC is 2.0 at equal critics and 4.7 against plain SAC. On
 this CPU LayerNorm about doubles an update's cost (XLA CPU's normalisation reductions; a bare 2-critic

@@ -1,9 +1,9 @@
-"""Speed of the finite-horizon theory baselines (theory spec 6.7): UCBVI on the 5x5 grid world (H = 15) and
+"""Speed of the finite-horizon theory baselines (docs/speed.md): UCBVI on the 5x5 grid world (H = 15) and
 LSVI-UCB with one-hot features on the same grid world, env steps per second summed over 16 vmapped seeds.
 
     python -m benchmarks.theory_speed [--seeds 16] [--episodes 2000]
 
-Reference (spec 6.7, measured on this kind of 2-core machine): rlberry-scool 0.7.3 runs UCBVI at ~1.9k steps/s and
+Reference (measured on this kind of 2-core machine): rlberry-scool 0.7.3 runs UCBVI at ~1.9k steps/s and
 LSVI-UCB one-hot (d = 92, H = 15) at ~85 steps/s for one seed. Targets: >= 10x and >= 20x those, summed over 16
 seeds. Our grid world has 25 states (no wall cells), so one-hot d = 100 (> 92: slightly more work per step).
 The timing excludes compilation (one warm-up call with the same shapes); every step includes the exact

@@ -2,7 +2,7 @@
 
 Two environments, both in gymnax's ``Environment`` interface, both finite-horizon (time-inhomogeneous):
 
-``RichCombinationLock`` (spec: deep_algorithms.md section 1; registered as ``comblock``, ``comblock_h50``,
+``RichCombinationLock`` (docs/environments.md, "Combination locks"; registered as ``comblock``, ``comblock_h50``,
 ``comblock_logits``, ``comblock_logits_h50``)
     Latent states A=0, B=1 (good) and C=2 (absorbing bad), ``num_actions`` = 10 actions, horizon H.
     The lock is ``opt_a[h], opt_b[h]``, the correct action in A and in B at step h (uniform over the
@@ -29,7 +29,7 @@ Two environments, both in gymnax's ``Environment`` interface, both finite-horizo
     Actions (``action_mode``): ``discrete`` takes an index in 0..9; ``logits`` takes a 10-vector ``a``
     and executes an index drawn from softmax(a / tau), tau = 0.1 (nothing is clipped).
 
-``TabularCombinationLock`` (spec: theory_algorithms.md section 7.3; registered as ``comblock_tabular``)
+``TabularCombinationLock`` (docs/environments.md, "Combination locks"; registered as ``comblock_tabular``)
     ``num_good`` on-path states 0..G-1 and one absorbing dead state G (S = G+1), ``num_actions`` = A
     actions, horizon H. The correct action of on-path state s at step h is ``opt[h, s]``; it moves to the
     on-path state ``perm[h, s]`` (a random permutation per step; the identity when G = 1). Any other action,
@@ -57,7 +57,7 @@ in the env object, so it is data: ``make_env`` builds one env and a default lock
 ``randomize(params, key)`` (module level; also ``env.randomize``) works for both lock classes and keeps
 every other field. The evaluation env must use the same (redrawn) params.
 
-**Offline data** (spec section 1, "Offline data for it"): ``collect_comblock_episodes(key, env, params,
+**Offline data** (docs/environments.md, "Combination locks"): ``collect_comblock_episodes(key, env, params,
 num_episodes, kind, epsilon)`` returns a ``Transition`` batch of ``num_episodes * H`` transitions, episode
 major, so transition ``i`` is at level ``i % H`` (reshape to ``(num_episodes, H)`` to get levels as axis 1).
 """
@@ -344,7 +344,7 @@ def sample_tabular_lock_params(
 
 
 class TabularCombinationLock(environment.Environment[TabularLockState, TabularLockParams]):
-    """Finite-horizon tabular combination lock (theory spec 7.3; equations in the module doc)."""
+    """Finite-horizon tabular combination lock (equations in the module doc)."""
 
     def __init__(
         self,
@@ -528,7 +528,7 @@ def collect_comblock_episodes(
 ) -> Transition:
     """Offline transitions of the rich lock, ``num_episodes * H`` of them, episode-major (level = i % H).
 
-    ``kind`` (spec section 1, "Offline data"; ``epsilon`` defaults to 1/H and may be traced):
+    ``kind`` (``epsilon`` defaults to 1/H and may be traced):
 
     - ``hnpg``: whole episodes of pi* made epsilon-noisy. ``logits`` mode: the action vector is
       onehot(pi*) and, w.p. epsilon, U[0,1)^A noise instead (executed through the env's softmax); the stored
@@ -538,8 +538,8 @@ def collect_comblock_episodes(
     - ``mixed`` (Hy-Q's "optimal occupancy"): at every level h, the state is reached by following pi*
       exactly, and the stored transition takes one uniformly random action there. We draw all H levels
       from one pi* roll-in per episode, branching off a random step at each level while the roll-in goes
-      on with pi*: each level's transitions have exactly the spec's distribution and are independent across
-      episodes (levels within an episode share the roll-in, which per-level learners never see).
+      on with pi*: each level's transitions have exactly Hy-Q's "optimal occupancy" distribution and are
+      independent across episodes (levels within an episode share the roll-in, which per-level learners never see).
     - ``random``: whole episodes of the uniform policy (``logits`` mode: U[0,1)^A vectors).
 
     Hy-Q's kinds in ``logits`` mode act with one-hot vectors (as Hy-Q does on the continuous lock).
@@ -670,7 +670,9 @@ for _name, _h, _mode, _kind in [
 register_env(
     EnvSpec(
         name="comblock_tabular",
-        description="Tabular combination lock (theory 7.3), H=10, A=4, one on-path state; exact model via to_tabular.",
+        description=(
+            "Tabular combination lock of the theory papers, H=10, A=4, one on-path state; exact model via to_tabular."
+        ),
         make=_tabular_maker("comblock_tabular"),
         action_kind="discrete",
         tags=("tabular", "finite_horizon"),

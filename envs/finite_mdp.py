@@ -14,9 +14,9 @@ Episode ends, each with its own flag (gymnax's ``step`` returns both and auto-re
   CONTINUING`` (int32 max), i.e. never reset in practice.
 
 ``info`` carries ``state`` (index of the state the step started from), ``expected_reward`` = ``R[s, a]`` (regret
-is computed with expected rewards, spec section 1) and ``discount``.
+is computed with expected rewards, docs/algorithms/ucrl2.md) and ``discount``.
 
-RiverSwim (spec 7.1, the UCRL parameters), Garnet MDPs and the grid world of spec 7.5 are built by the
+RiverSwim (the UCRL parameters), Garnet MDPs and the grid world (docs/environments.md) are built by the
 functions below; :func:`optimal_gain`, :func:`optimal_discounted_values` and :func:`optimal_finite_horizon_values`
 give exact optimal values for regret computations (via ``hybrid_rl.tabular``).
 """
@@ -211,7 +211,7 @@ class FiniteMDP(environment.Environment):
 
 
 def riverswim_arrays(num_states: int = 6) -> tuple[np.ndarray, np.ndarray]:
-    """RiverSwim kernel and rewards (spec 7.1; the UCRL literature's parameters, numpy float64).
+    """RiverSwim kernel and rewards (the UCRL literature's parameters, numpy float64).
 
     Action 0 "swim right": from ``s < S-1`` to ``s+1`` w.p. 0.6, to ``s-1`` w.p. 0.05 (if ``s > 0``), else stay
     (0.4 at ``s = 0``, 0.35 inside); at ``S-1``: stay 0.95, to ``S-2`` 0.05. Action 1 "left": to ``max(s-1, 0)``.
@@ -301,10 +301,10 @@ GRID_MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])
 
 
 def gridworld_arrays(size: int = 5, success_prob: float = 0.9, goal: Optional[tuple[int, int]] = None):
-    """Grid world of spec 7.5 (numpy): ``size x size`` cells, state ``row * size + col``, 4 actions (up, down,
+    """Grid world of Figure A1 (numpy): ``size x size`` cells, state ``row * size + col``, 4 actions (up, down,
     left, right). The intended move happens w.p. ``success_prob``; otherwise one of the *other three*
-    directions, uniformly [R: the spec says "a uniformly random neighbour"; we read it so that the intended
-    move has probability exactly ``success_prob``]. Moves into a wall leave the agent in place ("walls
+    directions, uniformly [R: a slip never repeats the intended move, so it has
+    probability exactly ``success_prob``]. Moves into a wall leave the agent in place ("walls
     reflect"). Reward 1 for every step taken from the goal cell (default: the corner opposite the start).
     Returns ``(P, R, start_state, goal_state)``.
     """
@@ -335,7 +335,9 @@ def gridworld_params(
     goal: Optional[tuple[int, int]] = None,
     max_steps_in_episode: int = CONTINUING,
 ) -> FiniteMDPParams:
-    """Grid-world params: start in the corner (0, 0), finite horizon ``horizon`` (spec A1: 5x5, H=15)."""
+    """Grid-world params: start in the corner (0, 0), finite horizon ``horizon``
+    (Figure A1: 5x5, H=15; docs/algorithms/demo_regularized.md).
+    """
     P, R, start, _ = gridworld_arrays(size, success_prob, goal)
     S = size * size
     return make_params(

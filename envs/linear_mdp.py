@@ -1,4 +1,4 @@
-"""Random linear MDPs (theory_algorithms.md section 7.4), finite horizon, in gymnax's interface.
+"""Random linear MDPs (docs/environments.md, "Finite MDPs"), finite horizon, in gymnax's interface.
 
 A finite state space of S states, A actions, horizon H and a known feature map phi(s, a) in the simplex
 Delta^d (so ||phi||_1 = 1)::
@@ -243,7 +243,7 @@ register_env(
     EnvSpec(
         name="linear_mdp",
         description=(
-            "Random finite-horizon linear MDP (theory 7.4), S=20, A=4, d=8, H=10; "
+            "Random finite-horizon linear MDP, S=20, A=4, d=8, H=10; "
             "features(params), to_tabular(params)."
         ),
         make=_make_linear_mdp,

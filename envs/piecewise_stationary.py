@@ -4,7 +4,7 @@ Params stack ``K`` kernels, ``P[k, s, a, s']`` and ``R[k, s, a]``. The env count
 taken at env time ``t`` (``state.time`` before the step, starting at 0) belongs to segment ``l(t)`` and uses
 kernel ``k = l(t) mod K``. The change-point schedule is a constructor option:
 
-* ``"fixed"``: ``l(t) = #{j : c_j <= t}`` for the given sorted change times ``c_1 < ... < c_{K-1}`` (spec 7.2);
+* ``"fixed"``: ``l(t) = #{j : c_j <= t}`` for the given sorted change times ``c_1 < ... < c_{K-1}``;
   segment ``l`` uses kernel ``l``.
 * ``"uniform"``: the ``K-1`` change times are drawn at reset, sorted uniform integers in ``[1, schedule_horizon)``
   (ties, i.e. empty segments, are possible but rare; then a kernel is skipped).
@@ -13,8 +13,8 @@ kernel ``k = l(t) mod K``. The change-point schedule is a constructor option:
 
 The segment index is in the state (``state.segment``: the segment of the *next* step) and in ``info``:
 ``segment`` / ``kernel`` of the step just taken, ``expected_reward`` = ``R[k, s, a]``, ``optimal_gain`` =
-``rho*_k`` (precomputed), so the dynamic regret ``sum_t (rho*_{l(t)} - R_{l(t)}(s_t, a_t))`` (spec section 1) is a
-running sum of ``info["optimal_gain"] - info["expected_reward"]``; ``changed`` says a change happens before the
+``rho*_k`` (precomputed), so the dynamic regret ``sum_t (rho*_{l(t)} - R_{l(t)}(s_t, a_t))`` (docs/algorithms/ucrl2.md)
+is a running sum of ``info["optimal_gain"] - info["expected_reward"]``; ``changed`` says a change happens before the
 next step.
 
 Continuing by default: these are average-reward problems, and the env must not reset between segments, so
@@ -232,7 +232,7 @@ class PiecewiseStationaryMDP(environment.Environment):
 
 
 def evenly_spaced_change_times(total_steps: int, num_changes: int) -> list[int]:
-    """``c_l = l * T / (K_T + 1)``, ``l = 1..K_T`` (spec 7.2), rounded down."""
+    """``c_l = l * T / (K_T + 1)``, ``l = 1..K_T``, rounded down."""
     return [l * int(total_steps) // (num_changes + 1) for l in range(1, num_changes + 1)]
 
 
@@ -243,9 +243,9 @@ def switching_riverswim_arrays(
     seed: int = 0,
     redraw_fraction: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stacked ``(P, R)`` of shape ``(K,S,2,S)``, ``(K,S,2)`` for Switching RiverSwim (spec 7.2).
+    """Stacked ``(P, R)`` of shape ``(K,S,2,S)``, ``(K,S,2)`` for Switching RiverSwim (docs/environments.md).
 
-    Segment 0 is RiverSwim (spec 7.1). Later segments by ``change_type``:
+    Segment 0 is RiverSwim (:func:`envs.finite_mdp.riverswim_arrays`). Later segments by ``change_type``:
     * "swap": odd segments swap the two action labels (the old optimal "always swim" policy then earns 0.1).
     * "reward" [R: our reading of "reward relocation"]: odd segments swap the two rewarded pairs, i.e.
       reward 1 at ``(0, left)`` and 0.1 at ``(S-1, swim)``; the optimum becomes "go left and stay".
@@ -321,7 +321,8 @@ def make_riverswim_switching(
     reward_noise: str = "deterministic",
     max_steps_in_episode: int = CONTINUING,
 ):
-    """Switching RiverSwim; defaults = spec 4.7's figure: S=3, T=60k, action swaps at 20k and 40k.
+    """Switching RiverSwim; defaults = Figure C1's main panel (docs/algorithms/ucrl2.md): S=3, T=60k, action swaps
+    at 20k and 40k.
 
     ``num_changes`` (or ``change_times``) fixes the number of stacked kernels, ``K = num_changes + 1``. With the
     "geometric" schedule the kernels cycle, so for alternating swaps use ``num_changes=1`` (K = 2: RiverSwim,

@@ -4,8 +4,8 @@ Why not flashbax: its flat buffer stores a stream of observations and pairs step
 with gymnax's automatic reset the pair that crosses an episode end holds the reset observation instead of
 the true final one, and it cannot carry ``terminated`` apart from ``truncated`` without the extra
 bookkeeping this file does anyway. A ring of whole transitions is ~40 lines, pure, vmaps over seeds with no
-extra batch axis, and samples only over the filled part (DESIGN.md: Rejax's samples over the whole
-capacity). ``benchmarks/buffer_speed.py`` measures it.
+extra batch axis, and samples only over the filled part (Rejax's buffer samples over its whole
+capacity, unfilled slots included). ``benchmarks/buffer_speed.py`` measures it.
 
 Everything here is a pure function on a ``flax.struct`` pytree: ``jax.vmap`` over seeds gives one
 independent buffer per seed; the offline dataset is a plain ``Transition`` shared by every seed

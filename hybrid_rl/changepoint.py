@@ -10,7 +10,7 @@ Observations ``x`` are int scalars in ``{0..O-1}``. Parameters are ``flax.struct
 fields are static (``pytree_node=False``) and whose statistical knobs (hazard, prior, ``delta``) are array leaves,
 so a sweep over the knobs vmaps without recompiling.
 
-**BOCPD** (Adams & MacKay 2007) with a Dirichlet-multinomial predictive (spec 4.2). Run length ``r_t`` = number
+**BOCPD** (Adams & MacKay 2007) with a Dirichlet-multinomial predictive. Run length ``r_t`` = number
 of samples since the last change; ``n^(r)`` = counts of the last ``r`` samples; hazard ``H(r)``::
 
     pi^(r)_t(o)  = (n^(r)_o + alpha_o) / (n^(r) + sum_o alpha_o)
@@ -24,13 +24,14 @@ lost and ``P(r_t = 0) = h`` still holds), and its counts are the posterior-weigh
 counts (fractional pseudo-counts; a moment-matching collapse). Exact while ``t < L``; in a long stationary stretch
 the top bin carries the whole run's counts, as the untruncated recursion would. [R] Dropping the overflowing
 run instead (fixed-memory BOCPD) would remove the dominant hypothesis of a long stationary stream every step, so
-we merge. Note (spec 4.2): with a constant
+we merge. Note: with a constant
 hazard ``P(r_t = 0 | x_{1:t}) = h`` identically, so detect with a drop of the MAP run length (``info``), not with
 ``P(r_t = 0)``.
 
-**R-BOCPD** (Alami, Maillard, Féraud 2020; spec 4.3) [R: reconstructed]. Since the last restart the detector has
-seen ``n`` samples with counts ``cnt``; candidate change points split them after ``m`` samples. With the Laplace
-(Dirichlet(1)) log-marginal ``ell(c) = log Gamma(O) + sum_o log Gamma(c_o + 1) - log Gamma(sum_o c_o + O)``::
+**R-BOCPD** (Alami, Maillard, Féraud, ICML 2020; docs/algorithms/rbocpd_ucrl2.md) [R: reconstructed]. Since the last
+restart the detector has seen ``n`` samples with counts ``cnt``; candidate change points split them after ``m``
+samples. With the Laplace (Dirichlet(1)) log-marginal
+``ell(c) = log Gamma(O) + sum_o log Gamma(c_o + 1) - log Gamma(sum_o c_o + O)``::
 
     Z_m = ell(cnt_{1:m}) + ell(cnt_{m+1:n}) - ell(cnt_{1:n})                # Bayesian GLR "one change after m"
     restart iff  max_m (Z_m - thr_m) > 0
@@ -70,7 +71,7 @@ def dirichlet_log_marginal(counts: jax.Array, alpha: float | jax.Array = 1.0) ->
 
     ``log Gamma(sum alpha) - sum log Gamma(alpha_o) + sum log Gamma(c_o + alpha_o) - log Gamma(n + sum alpha)``
     = ``sum_i log pi(x_i | x_{<i})`` for the sequential Dirichlet-multinomial predictive (order-free). With
-    ``alpha = 1`` this is the Laplace marginal ``ell`` of spec 4.3. Reduces over the last axis.
+    ``alpha = 1`` this is the Laplace marginal ``ell`` of the module doc. Reduces over the last axis.
     """
     c = counts.astype(jnp.float32) if jnp.issubdtype(counts.dtype, jnp.integer) else counts
     a = jnp.broadcast_to(jnp.asarray(alpha, c.dtype), c.shape[-1:])
@@ -131,7 +132,7 @@ def bocpd_init(params: BOCPDParams) -> BOCPDState:
 def bocpd_update(params: BOCPDParams, state: BOCPDState, x: jax.Array) -> tuple[BOCPDState, dict]:
     """One step of the run-length recursion (module docstring) for the sample ``x``.
 
-    ``info``: ``map_run_length``; ``map_drop`` (the MAP run length fell: the detection rule of spec 4.2);
+    ``info``: ``map_run_length``; ``map_drop`` (the MAP run length fell: the detection rule of the module doc);
     ``log_pred`` = ``log p(x_t | x_{<t})``. Other statistics (e.g. the mass of short runs) come from
     ``state.log_post``, the whole posterior.
     """
@@ -191,7 +192,7 @@ class RBOCPDParams:
     ``delta``: false-alarm level of the "delta" rule. ``horizon``: ``T`` of the "code" rule ``log T``.
     ``stride`` (g): candidate split points every ``g`` samples. ``num_candidates`` (J): ring-buffer slots, i.e.
     the most recent ``J`` split points are tested (size it ``>= T / g`` for an exact test over a horizon ``T``).
-    ``threshold``: "delta" (default, spec 4.3's false-alarm-controlled rule) or "code". [R]
+    ``threshold``: "delta" (default, the false-alarm-controlled rule) or "code". [R]
     """
 
     delta: Any = 0.05
@@ -266,7 +267,7 @@ def rbocpd_update(params: RBOCPDParams, state: RBOCPDState, x: jax.Array) -> tup
     (``s_m = cnt - G_m``: suffix counts, both before adding ``x``; ``Z_m = 0`` when the split point is created,
     because then the prefix is everything). Why incremental: it costs ``O(J)`` logs per sample instead of
     ``O(J * O)`` log-Gammas, and it accumulates the *difference* (tens of nats) rather than subtracting
-    log-marginals of size ``~n log O``, so float32 keeps it accurate for long streams (spec 4.8, pitfall 6).
+    log-marginals of size ``~n log O``, so float32 keeps it accurate for long streams.
 
     ``info``: ``restart`` (bool), ``score`` = ``max_m (Z_m - thr_m)`` before the restart (``-inf`` without
     candidates), ``max_z``, ``split`` = the best candidate ``m`` (samples before the estimated change, counted

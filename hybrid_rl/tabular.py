@@ -388,7 +388,8 @@ def ucrl2_radii(
     ``d_p(s,a) = c * sqrt(14 S log(2 A t / delta) / max(1, N(s,a)))``   (L1 radius of ``p(.|s,a)``)
 
     ``t`` is the time at the episode start (time since the last restart for restarting variants).
-    ``scale`` = c is a confidence multiplier; c = 1 is the theory (spec 4.9 recommends exposing it). [R]
+    ``scale`` = c is a confidence multiplier; c = 1 is the theory (exposed because theory-constant
+    radii explore for a very long time). [R]
     """
     chex.assert_rank(counts, 2)
     S, A = counts.shape
@@ -487,8 +488,9 @@ def extended_value_iteration(
       p_hat: ``(S,A,S)`` empirical kernel (any distribution for unvisited pairs).  r_hat: ``(S,A)`` mean rewards.
       d_p: ``(S,A)`` L1 radii.  d_r: ``(S,A)`` reward radii (``None``: rewards known, ``r~ = r_hat``).
       eps: stopping threshold.  u0: ``(S,)`` warm start.  r_max: cap on optimistic rewards.
-      aperiodicity: ``tau``; ``tau < 1`` runs EVI on ``tau p + (1 - tau) e_s`` (spec 5.1's fix for oscillation
-        on periodic optimistic MDPs; gain and policy unchanged). Default 1 = plain UCRL2.
+      aperiodicity: ``tau``; ``tau < 1`` runs EVI on ``tau p + (1 - tau) e_s`` (the aperiodicity
+        transformation, a fix for oscillation on periodic optimistic MDPs; gain and policy unchanged). Default 1 =
+        plain UCRL2.
     """
     S, A = _check_mdp(p_hat, r_hat)
     chex.assert_shape(d_p, (S, A))

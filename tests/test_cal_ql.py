@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import cal_ql
+from algorithms import cal_ql, cql
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.buffers import buffer_add, buffer_init
 from hybrid_rl.runner import Runner, RunSettings
@@ -113,12 +113,8 @@ def test_calibrated_logsumexp_is_cqls_without_bound_and_only_lifts_policy_action
     key = jax.random.key(3)
     args = (critic_net.apply, critic_params, actor, obs, next_obs)
     plain = cal_ql.calibrated_logsumexp(*args, jnp.full(5, -jnp.inf), key, 4, 1.0)
-    try:  # the same as CQL's own estimate when the bound is off (once algorithms/cql.py is in)
-        from algorithms import cql
-    except ImportError:
-        cql = None
-    if cql is not None:
-        np.testing.assert_allclose(cql.ood_logsumexp(*args, key, 4, 1.0), plain, rtol=1e-5, atol=1e-6)
+    # The same as CQL's own estimate when the bound is off.
+    np.testing.assert_allclose(cql.ood_logsumexp(*args, key, 4, 1.0), plain, rtol=1e-5, atol=1e-6)
     # By hand for one state and critic: T logsumexp over the 12 actions of Q - log mu.
     k_rand, k_pi, k_next = jax.random.split(key, 3)
     a_pi, lp = actor.apply_fn(actor.params, obs).sample_and_log_prob(seed=k_pi, sample_shape=4)

@@ -110,7 +110,7 @@ def test_bocpd_matches_numpy_reference_and_is_normalised(bocpd_streams):
     for b in (0, 12):
         ref = np_bocpd(np.asarray(bocpd_streams[b]), O, h, L)
         np.testing.assert_allclose(np.exp(state.log_post[b]), np.exp(ref), atol=1e-5)
-    # Constant hazard: P(r_t = 0 | x_1:t) = h exactly (spec 4.2), so it cannot be the detection statistic.
+    # Constant hazard: P(r_t = 0 | x_1:t) = h exactly, so it cannot be the detection statistic.
     np.testing.assert_allclose(np.exp(state.log_post[:, 0]), h, rtol=1e-4)
     # Evidence = sum of one-step predictive log-probabilities; every sample was counted by the run r = t.
     np.testing.assert_allclose(state.log_evidence, info["log_pred"].sum(-1), rtol=1e-5)
@@ -154,7 +154,7 @@ def stationary_run():
 
 
 def test_rbocpd_false_alarms_on_stationary_streams(stationary_run):
-    # The "delta" rule bounds P(any restart) by delta = 0.1 per stream (spec 4.3; it observed 0 alarms).
+    # The "delta" rule bounds P(any restart) by delta = 0.1 per stream (docs/algorithms/rbocpd_ucrl2.md).
     _, state, _ = stationary_run
     streams_with_alarm = int((np.asarray(state.num_restarts) > 0).sum())
     assert streams_with_alarm <= 0.05 * B_RB, streams_with_alarm

@@ -39,7 +39,7 @@ STEPS = 6  # two H=3 episodes: covers the auto-reset
 def run(env, params, keys, uniform, num_steps: int, logit_scale=10.0):
     """Vmapped over ``keys`` and the batched ``params``: ``num_steps`` steps of pi* (``uniform=0``) or of
     the uniform policy (``uniform=1``). In ``logits`` mode the action is ``logit_scale * onehot(a)``: 10
-    executes ``a`` exactly, 1 is the spec's one-hot vector. Returns arrays of shape (num_envs, num_steps, ...).
+    executes ``a`` exactly, 1 is HNPG's one-hot behaviour vector. Returns arrays of shape (num_envs, num_steps, ...).
     """
 
     def one(key, p):
@@ -124,7 +124,7 @@ def test_optimal_policy_returns_one(mode):
 
 
 def test_rewards_of_every_mode_step_by_step():
-    # Every (latent, h, action) cell from a hand-built state, 400 coin draws each: the spec's reward tables.
+    # Every (latent, h, action) cell from a hand-built state, 400 coin draws each: the reward tables of the module doc.
     H = 3
     lat, h, a = (jnp.asarray(x.ravel(), jnp.int32)
                  for x in np.meshgrid(np.arange(3), np.arange(H), np.arange(10), indexing="ij"))

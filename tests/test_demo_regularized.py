@@ -1,6 +1,7 @@
 """Demonstration-regularized RL (algorithms/demo_regularized.py): soft backups against their limits, the
-regularised-value consistency, inequality (*) of spec 2.2, the BC closed form and floor, the trajectory KL by DP
-against Monte Carlo, its ~1/N^E decay, the stopping statistic, and (slow) the learning claim of spec 2.10."""
+regularised-value consistency, the inequality of docs/algorithms/demo_regularized.md, the BC closed form and floor,
+the trajectory KL by DP against Monte Carlo, its ~1/N^E decay, the stopping statistic, and (slow) the learning claim
+of Figure A2."""
 
 import jax
 import jax.numpy as jnp
@@ -137,7 +138,8 @@ def test_cli_shaped_run_on_the_gridworld():
 
 @pytest.mark.slow
 def test_demo_regularized_beats_bc_and_ucbvi_on_the_lock():
-    """Spec 2.10: H=10, A=4 lock, N^E = 30, K = 30: DemoReg below BC and UCBVI in >= 14 of 16 seeds."""
+    """Figure A2's claim (docs/algorithms/demo_regularized.md): H=10, A=4 lock, N^E = 30, K = 30: DemoReg below BC and
+    UCBVI in >= 14 of 16 seeds."""
     problem = build_problem("comblock_tabular")
     keys = jax.random.split(jax.random.key(0), 16)
     K = 31
@@ -167,8 +169,8 @@ def test_rlhf_reward_mle_ranks_the_optimal_policy_and_the_variant_runs():
     learnt = ucbvi.model_from_arrays(model.P, r_hat, model.mu0, model.H)
     pi_star = model.Q_star.argmax(-1).astype(jnp.int32)
     assert float(learnt.value(pi_star)) > float(learnt.value(pi)) + 0.1
-    # The variant runs end to end (reward never observed online). Whether it beats BC is reported by the
-    # issue-5 note, not asserted: on this small lock it does not consistently (learnt dead-state rewards).
+    # The variant runs end to end (reward never observed online). Whether it beats BC is not asserted: on
+    # this small lock it does not consistently (learnt dead-state rewards).
     spec = get_algorithm("demo_regularized_rlhf")
     config = dr.RLHFConfig(episodes=5, demos=30, pref_pairs=100, reward_steps=50)
     agent = spec.make(config, problem)

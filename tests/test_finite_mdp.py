@@ -270,7 +270,7 @@ def test_dynamic_regret_per_segment_and_no_reset_across_segments():
     regret = np.asarray(info["optimal_gain"] - info["expected_reward"])
     per_seg = regret.reshape(16, 3, 1000)[:, :, 200:].mean(axis=(0, 2))  # skip the transients
     assert abs(per_seg[0]) < 0.05 and abs(per_seg[2]) < 0.05
-    assert per_seg[1] > 0.7  # spec 7.2: about 0.82 per step until adaptation
+    assert per_seg[1] > 0.7  # the swapped segment: about 0.82 per step until adaptation
     np.testing.assert_array_equal(np.asarray(state_seq.time[0]), np.arange(3000))  # one long episode
     assert not np.any(term) and not np.any(trunc)
 

@@ -90,7 +90,7 @@ def test_runs_through_the_registry():
 
 @pytest.mark.slow
 def test_b1_claims_on_the_lock():
-    """Spec 3.6 claims (i)-(iii) at 8 seeds, K = 3000, H = 10, A = 4 (tabular)."""
+    """Figure B1's claims (i)-(iii) (docs/algorithms/optimistic_ac.md) at 8 seeds, K = 3000, H = 10, A = 4 (tabular)."""
     m = ucbvi.tabular_model(build_problem("comblock_tabular"))
     K = 3000
     final = {}

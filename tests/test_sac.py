@@ -101,7 +101,7 @@ def test_config_errors_are_clear():
 
 @pytest.mark.slow
 def test_sac_learns_pendulum_4_seeds():
-    """The issue's bar: mean eval return above -400 within 20k env steps, 4 vmapped seeds.
+    """Mean eval return above -400 within 20k env steps, 4 vmapped seeds.
 
     A broken critic target or actor sign stays near -1200 (random)."""
     from experiments.catalog import build_problem
