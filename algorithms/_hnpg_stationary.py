@@ -1,7 +1,7 @@
 """HNPG and NPG on stationary (discounted, episodic) envs: the gymnax envs with their offline datasets.
 
 ``algorithms.hnpg.make`` dispatches here for every env that is not the combination lock; the config is
-``hnpg.Config`` (its fields marked [lock] are unused here). The level-based algorithm of spec section 4
+``hnpg.Config`` (its fields marked [lock] are unused here). The level-based algorithm of ``algorithms/hnpg.py`` (docs/algorithms/hnpg.md)
 with its levels collapsed, our adaptation ([R]):
 
 * ONE policy pi and ONE critic Q(s, a), shared over time steps (the lock has one of each per level).

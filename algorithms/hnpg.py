@@ -1,6 +1,6 @@
 """HNPG: hybrid natural policy gradient (Zhou, Sekhari, Song, Sun, ICLR 2024), and its on-policy NPG baseline.
 
-Spec: deep_algorithms.md sections 2.2 and 4 (from the authors' official code). On a finite-horizon problem
+Follows the authors' official code (docs/algorithms/hnpg.md, docs/algorithms/npg.md). On a finite-horizon problem
 with levels h = 0..H-1 (the rich-observation combination lock), every level has its own policy pi_h and
 critic Q_h, kept as ONE pytree whose leaves have a leading axis of length H. One iteration:
 

@@ -2,7 +2,7 @@
 
 No official code is public. What the paper's abstract and its Algorithm 1 establish [P], and what we
 reconstructed [R] (each reconstructed choice is a config option; nothing here claims to be the paper's
-exact setting; see shared/specs/deep_algorithms.md 7.3):
+exact setting; docs/algorithms/moorl.md):
 
 * [P] A SAC learner whose actor and critic parameters are *meta-parameters* (phi_meta, theta_meta), an
   offline buffer D_off (the dataset) and an online buffer D_on that starts empty; no offline
@@ -60,7 +60,7 @@ class Config(sac.Config):
     meta_learning: bool = True  # False: no meta-parameters, K plain SAC steps on B_n (the alternating-SAC ablation)
     # LayerNorm in the twin critics (RLPD's critic without its ensemble)  [R]. Without it the reconstruction
     # barely learns from mixed data in a few thousand steps (Pendulum `medium`, 4k steps, 8 seeds: 22.9 vs 93.9
-    # normalized; paper_figures/README.md, F1); False gives the plain SAC critic of spec 6.1.
+    # normalized; paper_figures/README.md, F1); False gives SAC's plain critic (docs/algorithms/sac.md).
     critic_layer_norm: bool = True
 
 

@@ -8,7 +8,7 @@ r_t(theta) = pi_theta(a_t|s_t) / pi_old(a_t|s_t) and advantages A normalised per
     L_V     =  0.5 mean max( (V(s_t) - R_t)^2, (V_old + clip(V(s_t) - V_old, -eps, eps) - R_t)^2 )
     L       =  L_clip + vf_coef L_V - ent_coef mean H(pi(.|s_t))
 
-Fixes over PureJaxRL (spec section 2.1): GAE bootstraps through time-limit truncation with the true final
+Fixes over PureJaxRL (docs/algorithms/ppo.md): GAE bootstraps through time-limit truncation with the true final
 observation (``hybrid_rl.onpolicy.gae``), and every seed gets its own initialisation (the runner's keys).
 Discrete envs use a categorical policy; continuous envs a Gaussian with state-independent log-std whose
 samples are clipped to [-1, 1] by ``problem.to_env_action`` (the stored action is the unclipped sample).

@@ -1,7 +1,7 @@
 """RLPD: Reinforcement Learning with Prior Data (Ball, Smith, Kostrikov, Levine; ICML 2023).
 
 RLPD is SAC with three changes, so this file is only its configuration (defaults from the authors'
-locomotion configs, see shared/specs/deep_algorithms.md 6.2) on top of ``algorithms/sac.py``:
+locomotion configs, ikostrikov/rlpd; docs/algorithms/rlpd.md) on top of ``algorithms/_sac_core.py``:
 
 * symmetric sampling: every batch is half offline data, half online replay (``offline_fraction=0.5``);
 * a LayerNorm critic ensemble of 10 whose target is the min over 2 members drawn at random per update,

@@ -229,8 +229,9 @@ def main(cfg: DictConfig) -> None:
 
     from hybrid_rl.datasets import DatasetError
 
-    # orbax logs every checkpoint step at INFO through absl; Hydra's logging config would print them all.
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    # orbax logs every checkpoint step at INFO through absl, and a "waiting for previous save" WARNING whenever a
+    # chunk ends before the last save did; Hydra's logging config would print them all into the progress bar.
+    logging.getLogger("absl").setLevel(logging.ERROR)
 
     resume = cfg.resume is not None
     if resume:

@@ -194,3 +194,30 @@ def test_a_run_that_fails_before_its_first_chunk_leaves_no_folder(tmp_path):
     assert not leftovers, leftovers
     out = _cli("algo=sac", "seeds=0", cwd=tmp_path)
     assert out.returncode == 2 and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_within_seconds_with_the_resume_command(tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", "algo=sac", "env=pendulum", "total_steps=400000", "num_evals=400",
+         "eval_episodes=1", "algo.warmup_steps=1000", "algo.hidden_sizes=[16,16]", f"out_dir={run_dir}",
+         "progress=false"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    from experiments.run import has_checkpoint
+
+    deadline = time.time() + 600
+    while not has_checkpoint(run_dir):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.5)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - sent < 10
+    assert proc.returncode == 130
+    assert "Traceback" not in err and f"resume={run_dir}" in err, err
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
