@@ -440,23 +440,31 @@ class MujocoEnv(environment.Environment):
         obs = _observation(self.spec, data).astype(np.float32)
         return MujocoState(sim=jnp.asarray(row.view(np.uint32)), obs=jnp.asarray(obs), time=jnp.int32(time))
 
-    def state_from_qpos_qvel(self, qpos, qvel, params: Optional[MujocoParams] = None) -> MujocoState:
-        """The env state with these joint positions and velocities, set as gymnasium's ``set_state`` does
-        (time 0, no warm start): what a D4RL row's ``infos/qpos``, ``infos/qvel`` describe."""
+    def states_from_qpos_qvel(self, qpos, qvel, params: Optional[MujocoParams] = None) -> MujocoState:
+        """Env states (leading axis: rows) with these joint positions and velocities, set as gymnasium's
+        ``set_state`` does (time 0, no warm start): what D4RL's ``infos/qpos``, ``infos/qvel`` describe."""
         params = self.default_params if params is None else params
+        qpos = np.asarray(qpos, np.float64).reshape(-1, self.nq)
+        qvel = np.asarray(qvel, np.float64).reshape(-1, self.nv)
         host = self.host
+        rows = np.zeros((len(qpos), host.row_size), np.float64)
+        obs = np.zeros((len(qpos), self.spec.obs_dim), np.float32)
         with host.lock:
             host._set_physics(float(params.gravity_scale), float(params.friction_scale))
-            row = np.zeros(host.row_size, np.float64)
-            obs = host._reset_into(row, np.asarray(qpos, np.float64) - host.init_qpos,
-                                   np.asarray(qvel, np.float64) - host.init_qvel)
-        return MujocoState(sim=jnp.asarray(row.view(np.uint32)), obs=jnp.asarray(obs.astype(np.float32)),
-                           time=jnp.int32(0))
+            for i in range(len(qpos)):
+                obs[i] = host._reset_into(rows[i], qpos[i] - host.init_qpos, qvel[i] - host.init_qvel)
+        return MujocoState(sim=jnp.asarray(rows.view(np.uint32)), obs=jnp.asarray(obs),
+                           time=jnp.zeros(len(qpos), jnp.int32))
 
     def integration_state(self, state: MujocoState) -> np.ndarray:
         """The float64 ``mjSTATE_INTEGRATION`` row(s) of an env state (host side)."""
         bits = np.asarray(state.sim)
         return np.ascontiguousarray(bits).view(np.float64)[..., : self.host.state_size]
+
+    def qpos_qvel(self, state: MujocoState) -> tuple[np.ndarray, np.ndarray]:
+        """(qpos, qvel) of an env state, float64 (host side). The integration row starts time, qpos, qvel."""
+        row = self.integration_state(state)
+        return row[..., 1: 1 + self.nq], row[..., 1 + self.nq: 1 + self.nq + self.nv]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -534,3 +542,16 @@ for _task in PAIR_TASKS:
             make_sim=_maker(_name, _task, "v4", _field, _value),
             action_kind="continuous", d4rl_name=D4RL_NAMES[_task], tags=("sim_real", "mujoco"),
         ))
+
+
+def env_for_gym_id(gym_id: str) -> Optional[str]:
+    """Our env name for a gymnasium id (``"Hopper-v5"`` -> ``"mujoco_hopper_v5"``), None if we have none."""
+    for (task, version), spec in TASKS.items():
+        if spec.gym_id.lower() == str(gym_id).lower():
+            return env_name_for(task, version)
+    return None
+
+
+def env_for_d4rl_family(family: Optional[str]) -> Optional[str]:
+    """Our env for a D4RL locomotion family (``"hopper"`` -> ``"mujoco_hopper"``), None for other families."""
+    return env_name_for(family, "v4") if (family, "v4") in TASKS else None
