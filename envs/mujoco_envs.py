@@ -114,61 +114,55 @@ TASKS: dict[tuple[str, str], TaskSpec] = {
 _CONTACT_COST_WEIGHT = 5e-4  # ant
 
 
-def _control_cost(weight: float, action: np.ndarray):
-    # Same expression (and dtypes: a float32 action keeps a float32 sum) as gymnasium's control_cost.
-    return weight * np.sum(np.square(action))
+# gymnasium computes these per env with numpy; here they are computed for all rows at once, with the same
+# operations in the same dtypes (a float32 action keeps a float32 control cost, as in gymnasium), so the
+# results are the same bits (the tests compare them with gymnasium's).
 
 
-def _observation(spec: TaskSpec, data) -> np.ndarray:
-    """gymnasium's ``_get_obs`` for the task (float64)."""
+def _observations(spec: TaskSpec, qpos: np.ndarray, qvel: np.ndarray, cfrc: Optional[np.ndarray]) -> np.ndarray:
+    """gymnasium's ``_get_obs`` for rows of (qpos, qvel[, cfrc_ext]), float64 (rows, obs_dim)."""
     if spec.task in ("hopper", "walker2d"):
-        position = data.qpos.flatten()[1:]
-        velocity = np.clip(data.qvel.flatten(), -10, 10)
-        return np.concatenate((position, velocity)).ravel()
+        return np.concatenate((qpos[:, 1:], np.clip(qvel, -10, 10)), axis=1)
     if spec.task == "halfcheetah":
-        return np.concatenate((data.qpos.flatten()[1:], data.qvel.flatten())).ravel()
-    contact = np.clip(data.cfrc_ext, -1.0, 1.0)
-    contact = contact.flat.copy() if spec.version == "v4" else contact[1:].flatten()
-    return np.concatenate((data.qpos.flatten()[2:], data.qvel.flatten(), contact))
+        return np.concatenate((qpos[:, 1:], qvel), axis=1)
+    contact = np.clip(cfrc, -1.0, 1.0)
+    contact = contact.reshape(len(contact), -1) if spec.version == "v4" else contact[:, 1:].reshape(len(contact), -1)
+    return np.concatenate((qpos[:, 2:], qvel, contact), axis=1)
 
 
-def _healthy(spec: TaskSpec, data) -> bool:
-    qpos, qvel = data.qpos, data.qvel
+def _healthy(spec: TaskSpec, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+    """gymnasium's ``is_healthy`` per row (NaN compares False, as in its chained comparisons)."""
+    z, angle = qpos[:, 1], qpos[:, 2]
     if spec.task == "hopper":
-        z, angle = qpos[1:3]
-        state = np.concatenate([qpos.flat, qvel.flat])[2:]
-        healthy_state = np.all(np.logical_and(-100.0 < state, state < 100.0))
-        return bool(all((healthy_state, 0.7 < z < float("inf"), -0.2 < angle < 0.2)))
+        state = np.concatenate([qpos, qvel], axis=1)[:, 2:]
+        healthy_state = np.all(np.logical_and(-100.0 < state, state < 100.0), axis=1)
+        return healthy_state & (0.7 < z) & (z < float("inf")) & (-0.2 < angle) & (angle < 0.2)
     if spec.task == "walker2d":
-        z, angle = qpos[1:3]
-        return bool((0.8 < z < 2.0) and (-1.0 < angle < 1.0))
+        return (0.8 < z) & (z < 2.0) & (-1.0 < angle) & (angle < 1.0)
     if spec.task == "ant":
-        state = np.concatenate([qpos.flat, qvel.flat])
-        return bool(np.isfinite(state).all() and 0.2 <= state[2] <= 1.0)
-    return True
+        state = np.concatenate([qpos, qvel], axis=1)
+        return np.isfinite(state).all(axis=1) & (0.2 <= state[:, 2]) & (state[:, 2] <= 1.0)
+    return np.ones(len(qpos), bool)
 
 
-def _reward_and_termination(spec: TaskSpec, data, action, x_before, xy_before, xy_after, dt):
-    """gymnasium's reward and ``terminated`` after ``do_simulation``, expression for expression."""
-    ctrl_cost = _control_cost(spec.ctrl_cost_weight, action)
+def _rewards_and_terminations(spec: TaskSpec, qpos, qvel, cfrc, action, x_before, xy_before, xy_after, dt):
+    """gymnasium's reward and ``terminated`` after ``do_simulation``, per row."""
+    ctrl_cost = spec.ctrl_cost_weight * np.sum(np.square(action), axis=1)
     if spec.task == "halfcheetah":
-        x_velocity = (data.qpos[0] - x_before) / dt
-        return 1.0 * x_velocity - ctrl_cost, False
-    healthy = _healthy(spec, data)
-    if spec.version == "v4":
-        healthy_reward = 1.0  # v4 pays it on every step, the falling one included (terminate_when_unhealthy)
-    else:
-        healthy_reward = healthy * 1.0
+        x_velocity = (qpos[:, 0] - x_before) / dt
+        return 1.0 * x_velocity - ctrl_cost, np.zeros(len(qpos), bool)
+    healthy = _healthy(spec, qpos, qvel)
+    # v4 pays the healthy reward on every step, the falling one included (terminate_when_unhealthy); v5 not
+    healthy_reward = np.ones(len(qpos)) if spec.version == "v4" else healthy * 1.0
     if spec.task == "ant":
-        x_velocity = ((xy_after - xy_before) / dt)[0]
+        x_velocity = ((xy_after - xy_before) / dt)[:, 0]
         rewards = x_velocity + healthy_reward
-        costs = ctrl_cost
-        contact_cost = _CONTACT_COST_WEIGHT * np.sum(np.square(np.clip(data.cfrc_ext, -1.0, 1.0)))
-        costs = costs + contact_cost
-        return rewards - costs, not healthy
-    x_velocity = (data.qpos[0] - x_before) / dt
+        contact = np.square(np.clip(cfrc, -1.0, 1.0)).reshape(len(cfrc), -1)
+        costs = ctrl_cost + _CONTACT_COST_WEIGHT * np.sum(contact, axis=1)
+        return rewards - costs, ~healthy
+    x_velocity = (qpos[:, 0] - x_before) / dt
     rewards = 1.0 * x_velocity + healthy_reward
-    return rewards - ctrl_cost, not healthy
+    return rewards - ctrl_cost, ~healthy
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -190,6 +184,7 @@ class _Host:
         self.state_size = int(mujoco.mj_stateSize(self.model, self.state_kind))
         self.init_qpos = self.data.qpos.ravel().copy()
         self.init_qvel = self.data.qvel.ravel().copy()
+        self.nq, self.nv = int(self.model.nq), int(self.model.nv)
         self.nominal_gravity = self.model.opt.gravity.copy()
         self.nominal_friction = self.model.geom_friction[:, 0].copy()
         self.scales = (1.0, 1.0)
@@ -211,7 +206,11 @@ class _Host:
 
     def _write_row(self, row: np.ndarray) -> None:
         self.mujoco.mj_getState(self.model, self.data, row[: self.state_size], self.state_kind)
-        row[self.state_size:] = self.data.xpos[self.main_body, :2]
+        row[self.state_size:] = self.data.xpos[self.main_body, :2] if self.spec.task == "ant" else 0.0
+
+    def _obs_of_data(self) -> np.ndarray:
+        d = self.data
+        return _observations(self.spec, d.qpos[None], d.qvel[None], d.cfrc_ext[None])[0]
 
     def _reset_into(self, row: np.ndarray, qpos_noise: np.ndarray, qvel_noise: np.ndarray) -> np.ndarray:
         # gymnasium's reset: mj_resetData, then set_state(init + noise) which runs mj_forward.
@@ -221,7 +220,7 @@ class _Host:
         d.qvel[:] = self.init_qvel + qvel_noise.astype(np.float64)
         self.mujoco.mj_forward(m, d)
         self._write_row(row)
-        return _observation(self.spec, d)
+        return self._obs_of_data()
 
     def reset(self, qpos_noise, qvel_noise, gravity, friction):
         qpos_noise, qvel_noise, gravity, friction = map(np.asarray, (qpos_noise, qvel_noise, gravity, friction))
@@ -252,31 +251,30 @@ class _Host:
         gravity = np.broadcast_to(gravity, lead).reshape(n)
         friction = np.broadcast_to(friction, lead).reshape(n)
         truncate = np.broadcast_to(truncate, lead).reshape(n)
-        obs = np.zeros((n, self.spec.obs_dim), np.float32)
-        final_obs = np.zeros((n, self.spec.obs_dim), np.float32)
-        reward = np.zeros(n, np.float32)
-        terminated = np.zeros(n, bool)
-        m, d, mujoco, size = self.model, self.data, self.mujoco, self.state_size
+        m, d, mujoco, size, nq, nv = self.model, self.data, self.mujoco, self.state_size, self.nq, self.nv
+        ant = self.spec.task == "ant"
+        x_before, xy_before = rows[:, 1].copy(), rows[:, size:].copy()
+        cfrc = np.zeros((n,) + d.cfrc_ext.shape) if ant else None
         with self.lock:
             self.calls += 1
             for i in range(n):
                 self._set_physics(float(gravity[i]), float(friction[i]))
                 mujoco.mj_setState(m, d, rows[i, :size], self.state_kind)
-                x_before = d.qpos[0]
-                xy_before = rows[i, size:].copy()
                 d.ctrl[:] = action[i]
                 mujoco.mj_step(m, d, nstep=self.spec.frame_skip)
-                # gymnasium computes the post-constraint forces (ant's cfrc_ext) after every step
-                mujoco.mj_rnePostConstraint(m, d)
-                xy_after = d.xpos[self.main_body, :2].copy()
-                r, term = _reward_and_termination(self.spec, d, action[i], x_before, xy_before, xy_after, self.dt)
-                reward[i], terminated[i] = r, term
-                final_obs[i] = _observation(self.spec, d)
-                if term or truncate[i]:
-                    obs[i] = self._reset_into(rows[i], qpos_noise[i], qvel_noise[i])
-                else:
-                    self._write_row(rows[i])
-                    obs[i] = final_obs[i]
+                if ant:  # gymnasium computes the post-constraint forces (cfrc_ext) after every step
+                    mujoco.mj_rnePostConstraint(m, d)
+                    cfrc[i] = d.cfrc_ext
+                    rows[i, size:] = d.xpos[self.main_body, :2]
+                mujoco.mj_getState(m, d, rows[i, :size], self.state_kind)
+            qpos, qvel = rows[:, 1: 1 + nq], rows[:, 1 + nq: 1 + nq + nv]
+            reward, terminated = _rewards_and_terminations(self.spec, qpos, qvel, cfrc, action, x_before, xy_before,
+                                                           rows[:, size:], self.dt)
+            final_obs = _observations(self.spec, qpos, qvel, cfrc).astype(np.float32)
+            obs = final_obs.copy()
+            for i in np.flatnonzero(terminated | truncate):  # auto-reset
+                obs[i] = self._reset_into(rows[i], qpos_noise[i], qvel_noise[i])
+        reward = reward.astype(np.float32)
         bits = rows.view(np.uint32).reshape(lead + (2 * self.row_size,))
         shape = lead + (self.spec.obs_dim,)
         return bits, obs.reshape(shape), final_obs.reshape(shape), reward.reshape(lead), terminated.reshape(lead)
@@ -436,8 +434,9 @@ class MujocoEnv(environment.Environment):
         mujoco = self.host.mujoco
         row = np.zeros(self.host.row_size, np.float64)
         mujoco.mj_getState(self.host.model, data, row[: self.host.state_size], self.host.state_kind)
-        row[self.host.state_size:] = data.xpos[self.host.main_body, :2]
-        obs = _observation(self.spec, data).astype(np.float32)
+        if self.task == "ant":
+            row[self.host.state_size:] = data.xpos[self.host.main_body, :2]
+        obs = _observations(self.spec, data.qpos[None], data.qvel[None], data.cfrc_ext[None])[0].astype(np.float32)
         return MujocoState(sim=jnp.asarray(row.view(np.uint32)), obs=jnp.asarray(obs), time=jnp.int32(time))
 
     def states_from_qpos_qvel(self, qpos, qvel, params: Optional[MujocoParams] = None) -> MujocoState:
