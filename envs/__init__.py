@@ -1,15 +1,17 @@
 """JAX environments (gymnax interface) and their registry.
 
-Importing this package registers every built-in environment.
+Importing this package registers every built-in environment (Brax and MuJoCo names are registered always;
+the simulators themselves are imported only when one of their envs is built).
 """
 
 import hybrid_rl.xla_flags  # noqa: F401  (first: XLA flags must be set before JAX starts its backend)
-from envs import (  # noqa: F401  (registers our envs)  # noqa: F401
-    brax_envs,  # noqa: F401  (registers the Brax names; Brax itself is imported lazily)
+from envs import (  # noqa: F401  (each module registers its envs)
+    brax_envs,
     combination_lock,
     finite_mdp,
-    gymnax_envs,  # noqa: F401  (registers gymnax's envs)
+    gymnax_envs,
     linear_mdp,
+    mujoco_envs,
     piecewise_stationary,
     sim_real,
 )

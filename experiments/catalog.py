@@ -97,17 +97,44 @@ def build_problem(
 
 def problem_for_dataset_file(env_name: str, env_kwargs: dict, dataset: str, log: Callable = print,
                              simulate: bool = True) -> Problem:
-    """The problem for a dataset file when no env was named: the env the file's D4RL name implies (a
-    registered ``brax_<family>`` stands in for D4RL's MuJoCo), else the default env if the file's shapes
-    fit it, else (or with ``simulate=False``: ``env=none``) a problem with no simulator, shaped by the file
-    (trained offline, not evaluated)."""
-    from hybrid_rl.datasets import d4rl_family, infer_d4rl_task, load_d4rl_hdf5
+    """The problem for a dataset file when ``env=`` was not given: the env the file names (a Minari
+    dataset's ``env_spec``, or a D4RL file name: ``mujoco_<family>`` when MuJoCo is installed, else a
+    registered ``brax_<family>`` stands in), else the default env if the file's shapes fit it, else (or with
+    ``simulate=False``: ``env=none``) a problem with no simulator, shaped by the file (trained offline, not
+    evaluated). A file that names a MuJoCo task whose shapes it does not have is a one-line error."""
+    from envs.mujoco_envs import env_for_d4rl_family, env_for_gym_id, mujoco_available
+    from hybrid_rl.datasets import DatasetError, d4rl_family, infer_d4rl_task
+    from hybrid_rl.datasets.minari import load_dataset_file
 
-    raw = load_d4rl_hdf5(dataset)
+    raw = load_dataset_file(dataset)
     obs_shape, actions = tuple(raw["observations"].shape[1:]), raw["actions"]
-    task = infer_d4rl_task(dataset)
+    minari_id = raw.get("metadata/minari_env_id")
+    task = None if minari_id is not None else infer_d4rl_task(dataset)
+
+    def fits(problem):
+        return problem.obs_shape == obs_shape and actions.shape[1:] == (problem.action_dim,)
+
+    def mujoco_problem(name, recorded_in):
+        if actions.ndim != 2:
+            raise DatasetError(f"{dataset}: key 'actions': shape {actions.shape}; with no env the actions must be "
+                               "continuous (N, action_dim): pass env=<name> for a discrete-action dataset")
+        problem = build_problem(name)
+        if not fits(problem):
+            raise DatasetError(
+                f"{dataset}: observations {obs_shape} / actions {actions.shape[1:]} match no task: it was recorded "
+                f"in {recorded_in}, whose env {name} has observations {problem.obs_shape} / actions "
+                f"({problem.action_dim},)")
+        return load_dataset_for(problem, dataset, raw)
+
     if not simulate:
         why = "env=none"
+    elif minari_id is not None:
+        candidate = env_for_gym_id(minari_id)
+        if candidate is not None and mujoco_available():
+            log(f"env: {candidate} (MuJoCo {minari_id}), the env this Minari dataset names")
+            return mujoco_problem(candidate, minari_id)
+        why = (f"the Minari dataset names {minari_id}, and MuJoCo is not installed (pip install -e \".[mujoco]\")"
+               if candidate is not None else f"the Minari dataset names {minari_id}, which is none of our envs")
     elif task is None:
         problem = build_problem(env_name, env_kwargs) if env_name in list_envs() else None
         if problem is not None and problem.obs_shape == obs_shape and (
@@ -117,20 +144,28 @@ def problem_for_dataset_file(env_name: str, env_kwargs: dict, dataset: str, log:
             return load_dataset_for(problem, dataset)
         why = f"its name is no D4RL task and its shapes do not fit the default env {env_name!r}; pass env=<name>"
     else:
+        mujoco_env = env_for_d4rl_family(d4rl_family(task))
+        if mujoco_env is not None and mujoco_available():
+            log(f"env: {mujoco_env} (MuJoCo, D4RL's semantics) for {task}")
+            return mujoco_problem(mujoco_env, task)
         candidate = f"brax_{d4rl_family(task)}"
         try:
             problem = build_problem(candidate) if candidate in list_envs() else None
         except ImportError:  # registered, but Brax is not installed
             problem = None
         if problem is not None:
-            if problem.obs_shape == obs_shape and actions.shape[1:] == (problem.action_dim,):
-                log(f"env: {candidate} (Brax) stands in for D4RL's MuJoCo {task}; its dynamics differ, so "
-                    "returns and D4RL-normalized scores are only indicative")
+            if fits(problem):
+                log(f"env: {candidate} (Brax) stands in for D4RL's MuJoCo {task} because MuJoCo is not installed "
+                    "(pip install -e \".[mujoco]\"); its dynamics differ, so returns and D4RL-normalized scores are "
+                    "only indicative")
                 return load_dataset_for(problem, dataset, raw)
             why = (f"{candidate}'s observations {problem.obs_shape} / actions ({problem.action_dim},) do not "
                    f"fit the file's {obs_shape} / {actions.shape[1:]}")
+        elif mujoco_env is not None:
+            why = ("MuJoCo is not installed (pip install -e \".[mujoco]\"), and no "
+                   f"{candidate} env could be built (Brax: pip install -e \".[brax]\")")
         else:
-            why = f"MuJoCo is not available here, and no {candidate} env could be built (Brax: pip install -e \".[brax]\")"
+            why = f"no env here simulates D4RL's {d4rl_family(task)} tasks"
     problem = problem_from_dataset(dataset, raw, task)
     log(f"no env to evaluate {problem.env_name} in ({why}): training offline only with eval_episodes=0, so no "
         "D4RL-normalized score is reported; losses go to metrics.csv and checkpoints are written")

@@ -49,6 +49,8 @@ class RunConfig:
     phase: Optional[str] = None  # offline (online steps 0) or offline_to_online (the default), for iql / cal_ql
     dataset_size: int = 100_000  # transitions, when ``dataset`` is a kind the builder makes (cached)
     data_dir: Optional[str] = None  # builder cache (default $HYBRID_RL_DATA_DIR or ./data)
+    # more builder recipe fields when ``dataset`` is a kind (dataset_options.train_steps=20000, ...)
+    dataset_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
     hp_sweep: Dict[str, List[float]] = dataclasses.field(default_factory=dict)  # traced hparam -> values
     out_dir: Optional[str] = None  # default: runs/<algo>/<env>/<time> (Hydra's run dir)
     resume: Optional[str] = None  # a run directory to continue from its last checkpoint

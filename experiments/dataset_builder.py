@@ -87,10 +87,14 @@ DATA_DIR_ENV = "HYBRID_RL_DATA_DIR"
 # - mountaincar_continuous: 50k steps (65 s) converge to "do nothing" (return about -0.7, random -33),
 #   never reaching the goal (+90 for a solving policy): plain SAC does not explore enough there, so its
 #   "expert" is not one. Kept for policy=sac only; auto uses the scripted expert (SCRIPTED_BEFORE_SAC).
+# - mujoco (every mujoco_* env, pairs included): D4RL's recipe (its SAC ran 1M steps with 2x256
+#   networks; medium is an early-stopped checkpoint of the same run), with 10k random warm-up steps. Not
+#   run to the end on this CPU: SAC updates dominate (the simulator is ~0.1% of a step), see the README.
 # Everything else gets DEFAULT_SAC_BUDGET, not measured.
 SAC_BUDGETS: dict[str, tuple[int, int, tuple[int, ...]]] = {
     "pendulum": (20_000, 1_000, (64, 64)),
     "mountaincar_continuous": (50_000, 5_000, (64, 64)),
+    "mujoco": (1_000_000, 10_000, (256, 256)),
 }
 DEFAULT_SAC_BUDGET = (100_000, 5_000, (256, 256))
 DEFAULT_NUM_CHECKPOINTS = 80

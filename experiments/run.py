@@ -46,9 +46,10 @@ def resolve_dataset(cfg: DictConfig, env_name: str, env_kwargs: dict, log=print)
     kind = str(dataset).replace("_", "-")
     if kind in KINDS and not pathlib.Path(dataset).exists():
         log(f"dataset: {kind} data for {env_name} ({cfg.dataset_size} transitions) from the builder (cached)")
+        options = OmegaConf.to_container(cfg.get("dataset_options") or {}, resolve=True)
         path = get_or_build_dataset(
             env_name, kind, int(cfg.dataset_size), seed=int(cfg.seed), env_kwargs=env_kwargs or None,
-            data_dir=cfg.data_dir,
+            data_dir=cfg.data_dir, **options,
         )
         return str(path)
     dataset = str(pathlib.Path(dataset).expanduser())
@@ -360,7 +361,7 @@ def check_overrides(argv: list[str]) -> str | None:
     top_level = {f.name for f in dataclasses.fields(RunConfig)}
     for key, _ in pairs:
         head, _, rest = key.partition(".")
-        if head in ("hydra", "hp_sweep") or key in ("algo", "env"):
+        if head in ("hydra", "hp_sweep", "dataset_options") or key in ("algo", "env"):
             continue
         if head == "algo":
             for name in chosen_algos:
@@ -394,7 +395,8 @@ def _force_dict_keys(argv: list[str]) -> list[str]:
         key = arg.lstrip("+").split("=", 1)[0]
         if key.startswith("env.") and key.split(".")[1] not in ("name", "kwargs") and "=" in arg:
             arg = "env.kwargs." + arg.lstrip("+")[len("env."):]  # env.horizon=20: an env parameter
-        if arg.startswith(("env.kwargs.", "hp_sweep.", "+env.kwargs.", "+hp_sweep.")) and "=" in arg:
+        if arg.startswith(("env.kwargs.", "hp_sweep.", "dataset_options.", "+env.kwargs.", "+hp_sweep.",
+                           "+dataset_options.")) and "=" in arg:
             arg = "++" + arg.lstrip("+")
         out.append(arg)
     return out

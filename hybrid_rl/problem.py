@@ -97,10 +97,11 @@ def load_dataset_for(problem: Problem, path: str | pathlib.Path, raw: Optional[d
     normalized with the file's ``metadata/ref_{min,max}_return``, else with D4RL's reference returns when
     the env or the file name is a D4RL task (``hopper_medium-v2.hdf5``)."""
     from hybrid_rl import datasets as d4rl
+    from hybrid_rl.datasets.minari import load_dataset_file
 
     expected_action_dim = problem.action_dim if problem.action_kind == "continuous" else None
-    if raw is None:
-        raw = d4rl.load_d4rl_hdf5(path, obs_dim=problem.obs_dim, action_dim=expected_action_dim)
+    if raw is None:  # a D4RL-layout file or a Minari dataset
+        raw = load_dataset_file(path, obs_dim=problem.obs_dim, action_dim=expected_action_dim)
     q = d4rl.qlearning_dataset(raw)
     q["observations"] = q["observations"].reshape((-1,) + problem.obs_shape)
     q["next_observations"] = q["next_observations"].reshape((-1,) + problem.obs_shape)

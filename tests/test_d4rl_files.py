@@ -71,13 +71,15 @@ def test_d4rl_task_is_inferred_from_the_file_name():
 
 
 def test_cli_offline_on_a_d4rl_file_without_an_env(tmp_path):
-    """The user's command on a machine without MuJoCo or Brax (a stub ``brax`` package that fails to import
-    stands in for "not installed"): offline losses logged, checkpoints written, no evaluation, one line
+    """The user's command on a machine without MuJoCo or Brax (stub ``brax`` and ``mujoco`` packages that
+    fail to import stand in for "not installed"): offline losses logged, checkpoints written, no evaluation, one line
     saying so."""
     path = write_d4rl_hdf5(tmp_path / "hopper-medium-v2.hdf5", fake_d4rl())
     no_brax = tmp_path / "no_brax" / "brax"
     no_brax.mkdir(parents=True)
     (no_brax / "__init__.py").write_text("raise ImportError('brax is hidden in this test')\n")
+    (no_brax.parent / "mujoco").mkdir()
+    (no_brax.parent / "mujoco" / "__init__.py").write_text("raise ImportError('mujoco is hidden in this test')\n")
     env = {**os.environ, "PYTHONPATH": f"{no_brax.parent}{os.pathsep}{REPO}", "MPLBACKEND": "Agg"}
     run_dir = tmp_path / "run"
     out = subprocess.run([sys.executable, "-m", "experiments.run", "algo=iql", f"dataset={path}", "phase=offline",
@@ -125,9 +127,12 @@ def test_a_file_that_fits_no_env_and_has_no_d4rl_name_is_trained_offline(tmp_pat
     assert problem_for_dataset_file("pendulum", {}, str(fits), log=lines.append).env_name == "pendulum"
 
 
-def test_brax_stands_in_for_mujoco_with_d4rl_normalized_scores(tmp_path):
+def test_brax_stands_in_for_mujoco_with_d4rl_normalized_scores(tmp_path, monkeypatch):
     pytest.importorskip("brax")
+    import envs.mujoco_envs
     from experiments.catalog import problem_for_dataset_file
+
+    monkeypatch.setattr(envs.mujoco_envs, "mujoco_available", lambda: False)  # Brax is the fallback
 
     path = write_d4rl_hdf5(tmp_path / "hopper-medium-v2.hdf5", fake_d4rl())
     lines = []
