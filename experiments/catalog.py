@@ -182,8 +182,8 @@ def apply_budget(spec: AlgorithmSpec, config: Any, problem: Optional[Problem], t
     """``config`` with the run's budget applied as ``spec.budget`` declares it (see ``hybrid_rl.algorithm.Budget``).
 
     ``total_steps``: env steps (online env steps for two-phase algorithms), or gradient steps for offline-only
-    ones; ``offline_steps``: the first phase of a two-phase algorithm. A warm-up longer than the budget is
-    clipped to it, with one line saying so. ``problem`` is needed only for budgets counted in iterations.
+    ones; ``offline_steps``: the first phase of a two-phase algorithm. A warm-up that does not fit the budget
+    is clipped to half of it, with one line saying so. ``problem`` is needed only for budgets counted in iterations.
     ``offline_only`` (``phase=offline``, or no simulator): a two-phase algorithm trains offline only, so
     ``total_steps`` counts its offline gradient steps, as for every offline-only algorithm."""
     budget = spec.budget
@@ -214,9 +214,11 @@ def apply_budget(spec: AlgorithmSpec, config: Any, problem: Optional[Problem], t
         config = dataclasses.replace(config, **{budget.field: value})
     if budget.warmup_field is not None:
         length, warmup = getattr(config, budget.field), getattr(config, budget.warmup_field)
-        if warmup > length:
-            log(f"{budget.warmup_field}={warmup} exceeds the budget of {length} env steps: clipped to {length}")
-            config = dataclasses.replace(config, **{budget.warmup_field: length})
+        if warmup >= length:  # a run that is all warm-up would never learn: keep half the budget for learning
+            clipped = length // 2
+            log(f"{budget.warmup_field}={warmup} does not fit the budget of {length} env steps: clipped to {clipped} "
+                "(half the budget; the rest learns)")
+            config = dataclasses.replace(config, **{budget.warmup_field: clipped})
     return config
 
 

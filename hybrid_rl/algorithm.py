@@ -80,7 +80,7 @@ class Budget:
     gradient steps for offline-only ones (``unit="grad_steps"``). ``field`` is the Config field that holds the
     length; with ``counts_iterations=True`` it counts iterations or episodes rather than steps, and becomes
     ``ceil(total_steps / n)`` for ``n`` the env steps per iteration of the agent's last phase.
-    ``warmup_field`` (random-action steps before learning) is clipped to the budget when it exceeds it.
+    ``warmup_field`` (random-action steps before learning) is clipped to half the budget when it does not fit.
     """
 
     field: str

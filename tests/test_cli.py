@@ -131,8 +131,9 @@ def test_warmup_longer_than_the_budget_is_clipped_with_one_line():
 
     lines = []
     config = apply_budget(get_algorithm("sac"), sac.Config(), None, 3000, log=lines.append)
-    assert config.total_steps == 3000 and config.warmup_steps == 3000
-    assert len(lines) == 1 and "warmup_steps=5000" in lines[0] and "clipped to 3000" in lines[0]
+    assert config.total_steps == 3000 and config.warmup_steps == 1500
+    assert len(lines) == 1 and "warmup_steps=5000" in lines[0] and "clipped to 1500" in lines[0]
+    assert apply_budget(get_algorithm("sac"), sac.Config(), None, 6000, log=lines.append).warmup_steps == 5000
 
 
 def test_every_algorithm_declares_a_budget_that_total_steps_sets():
