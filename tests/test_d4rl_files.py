@@ -156,13 +156,14 @@ def test_brax_stands_in_for_mujoco_with_d4rl_normalized_scores(tmp_path, monkeyp
     ],
 )
 def test_bad_files_and_options_are_one_line_errors(tmp_path, overrides, data, needle):
+    from experiments.catalog import CatalogError
     from experiments.run import UserError, _one_line_error, train_from_config
 
     path = _write_raw(tmp_path / "hopper-medium-v2.hdf5", data)
     algo = [] if any(o.startswith("algo=") for o in overrides) else ["algo=iql"]
     cfg = _compose(*algo, f"dataset={path}", *overrides, *TINY)
     env_given = any(o.startswith("env=") for o in overrides)
-    with pytest.raises((UserError, DatasetError)) as err:
+    with pytest.raises((UserError, DatasetError, CatalogError)) as err:
         train_from_config(cfg, tmp_path / "run", env_given=env_given, log=lambda _: None)
     message = _one_line_error(err.value)
     assert "\n" not in message and needle in message, message

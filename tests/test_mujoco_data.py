@@ -110,7 +110,7 @@ def test_d4rl_file_without_env_trains_and_evaluates_in_mujoco(tmp_path, hopper_d
 
 
 def test_minari_dataset_loads_and_picks_its_v5_env(tmp_path, hopper_data):
-    from experiments.run import problem_for_dataset_file
+    from experiments.catalog import problem_for_dataset_file
     from hybrid_rl.datasets.minari import is_minari_dataset, load_minari
 
     root = write_minari(tmp_path / "local" / "hopper" / "random-v0", hopper_data, refs=(-20.0, 3000.0))
@@ -136,7 +136,7 @@ def test_minari_dataset_with_env_given_loads(tmp_path, hopper_data):
 
 
 def test_bad_minari_metadata_and_shapes_are_one_line(tmp_path, hopper_data):
-    from experiments.run import problem_for_dataset_file
+    from experiments.catalog import problem_for_dataset_file
 
     root = write_minari(tmp_path / "w", hopper_data, env_id="Walker2d-v5")  # 11-d observations, walker has 17
     with pytest.raises(DatasetError) as err:
