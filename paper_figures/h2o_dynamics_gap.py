@@ -138,12 +138,12 @@ def bootstrap_ci(values, name: str):
     return float(lo[0]), float(hi[0])
 
 
-def real_datasets(kind: str, size: int, log):
+def real_datasets(kind: str, size: int, log, envs=None):
     from experiments.dataset_builder import get_or_build_dataset
     from hybrid_rl.datasets import load_d4rl_hdf5
 
     paths, refs = {}, {}
-    for env in sorted(set(DATASET_ENV.values())):
+    for env in sorted({DATASET_ENV[e] for e in (envs or DATASET_ENV)}):  # only the real data the run needs
         path = get_or_build_dataset(env, kind, size)
         raw = load_d4rl_hdf5(path)
         paths[env] = str(path)
@@ -169,7 +169,7 @@ def main():
     args = parser.parse_args()
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     start = time.perf_counter()
-    paths, refs = real_datasets(args.kind, args.dataset_size, log)
+    paths, refs = real_datasets(args.kind, args.dataset_size, log, args.envs.split(",") if args.envs else None)
     record = provenance(args, seeds=range(args.seeds), datasets=paths,
                         evaluation="sampled" if args.sampled_eval else "deterministic")
     methods = args.methods.split(",")

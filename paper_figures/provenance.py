@@ -29,7 +29,7 @@ ARRAYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_o
 
 def code_version(repo: pathlib.Path = REPO) -> dict:
     """{"commit": the HEAD commit or None outside git, "dirty": uncommitted changes to tracked files other than
-    figure outputs (``paper_figures/*.json|png``, which the scripts themselves rewrite)}."""
+    figure outputs (``paper_figures/*.json|png``, which the scripts themselves rewrite) and Markdown}."""
 
     def git(*cmd):
         return subprocess.run(["git", "-C", str(repo), *cmd], capture_output=True, text=True, timeout=30)
@@ -39,7 +39,8 @@ def code_version(repo: pathlib.Path = REPO) -> dict:
         return {"commit": None, "dirty": None}
     status = git("status", "--porcelain", "--untracked-files=no")
     changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
-    code = [path for path in changed if not (path.startswith("paper_figures/") and path.endswith((".json", ".png")))]
+    code = [path for path in changed if not path.endswith(".md")
+            and not (path.startswith("paper_figures/") and path.endswith((".json", ".png")))]
     return {"commit": head.stdout.strip(), "dirty": bool(code)}
 
 
