@@ -8,3 +8,4 @@ from algorithms import ucbvi, demo_regularized, optimistic_ac, lsvi_ucb  # noqa:
 from algorithms import ucrl2, ucrl2_restarts, sw_ucrl2, rbocpd_ucrl2  # noqa: F401  (UCRL2 family, tabular)
 from algorithms import iql, moorl  # noqa: F401  (offline-to-online: issue 9)
 from algorithms import cal_ql  # noqa: F401  (offline-to-online: issue 9)
+from algorithms import td3_bc  # noqa: F401  (offline, TD3+BC)
