@@ -9,3 +9,4 @@ from algorithms import ucrl2, ucrl2_restarts, sw_ucrl2, rbocpd_ucrl2  # noqa: F4
 from algorithms import iql, moorl  # noqa: F401  (offline-to-online: issue 9)
 from algorithms import cal_ql  # noqa: F401  (offline-to-online: issue 9)
 from algorithms import td3_bc  # noqa: F401  (offline, TD3+BC)
+from algorithms import unified_pg  # noqa: F401  (SFT/PPO/GRPO/HPT as one estimator)
