@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from flax import struct
 from flax.training.train_state import TrainState
 
-from algorithms._unified_pg import PRESETS, get_preset, group_advantages, mixed_loss, rl_weights
+from algorithms._unified_pg import PRESETS, SCHEDULES, get_preset, group_advantages, mixed_loss, rl_weights
 from envs.combination_lock import RichCombinationLock, collect_comblock_episodes, randomize
 from hybrid_rl.algorithm import Agent, AlgorithmSpec, Phase, register
 from hybrid_rl.networks import MLP
@@ -56,10 +56,10 @@ class Config:
     num_tasks: int = 4  # locks in each seed's pool (the prompts)
     groups: int = 8  # task instances per iteration
     group_size: int = 8  # rollouts per instance (n)
-    num_demos: int = 1  # expert demonstrations per instance
+    num_demos: int = 4  # expert demonstrations per instance
     demo_noise: float = 0.0  # epsilon of the epsilon-greedy demonstrator
-    update_epochs: int = 2  # full-batch gradient steps per batch
-    lr: float = 1e-3
+    update_epochs: int = 4  # full-batch gradient steps per batch
+    lr: float = 3e-3
     clip_eps: float = 0.2
     hpt_threshold: float = 0.0  # gamma: RL on an instance whose group success rate is > gamma
     sft_iterations: int = 50  # sft_then_rl: SFT for this many iterations, then RL
@@ -67,9 +67,12 @@ class Config:
     value_coef: float = 0.5  # ppo: weight of the value loss
     hidden_sizes: tuple[int, ...] = (64, 64)
     eval_episodes_per_task: int = 4  # greedy_success_rate episodes per instance and iteration
+    # < 0: the preset's schedule. 0, 1, 2, 3 = sft, rl, switch, success_gate: a traced override, so one
+    # compiled program sweeps the presets that share the RL parts (sft, grpo, sft_then_rl, hpt) as a grid.
+    schedule_id: float = -1.0
 
 
-TRACED = ("lr", "clip_eps", "hpt_threshold", "gae_lambda")
+TRACED = ("lr", "clip_eps", "hpt_threshold", "gae_lambda", "demo_noise", "schedule_id")
 
 
 class TaskPolicy(nn.Module):
@@ -124,7 +127,7 @@ def make(config: Config, problem: Problem) -> Agent:
         locks = jax.vmap(randomize, in_axes=(None, 0))(problem.env_params, jax.random.split(k_locks, T))
 
         def demos(k, lock):
-            data = collect_comblock_episodes(k, env, lock, config.num_demos, "hnpg", config.demo_noise)
+            data = collect_comblock_episodes(k, env, lock, config.num_demos, "hnpg", hparams["demo_noise"])
             actions = data.action
             if not discrete:  # exact one-hot logits, as executed
                 actions = jnp.where(actions == 1.0, _EXACT_LOGIT_SCALE, actions)
@@ -178,7 +181,9 @@ def make(config: Config, problem: Problem) -> Agent:
         else:
             adv = jnp.broadcast_to(group_advantages(success)[:, None, :], (G, H, n))
             returns = jnp.broadcast_to(success[:, None, :], (G, H, n))
-        alpha = rl_weights(preset.schedule, success_rate, state.iteration, hp["hpt_threshold"], config.sft_iterations)
+        candidates = jnp.stack([rl_weights(name, success_rate, state.iteration, hp["hpt_threshold"], config.sft_iterations)
+                                for name in (preset.schedule,) + SCHEDULES])
+        alpha = candidates[jnp.where(hp["schedule_id"] < 0, 0, 1 + jnp.round(hp["schedule_id"]).astype(jnp.int32))]
         demo_obs, demo_act = state.demo_obs[tasks], state.demo_actions[tasks]  # (G, K, D), (G, K[, A])
         flat = lambda x: x.reshape((G, H * n) + x.shape[3:])  # noqa: E731
 
