@@ -59,7 +59,7 @@ def normalized_scores(agent, problem, spec, config, seeds: int, eval_episodes: i
     return 100.0 * (returns - lo) / (hi - lo), time.perf_counter() - t0
 
 
-def run_task(task: str, args) -> dict:
+def run_task(task: str, args, save=lambda out: None) -> dict:
     from algorithms import action_free
     from experiments.action_free_data import union_for
     from hybrid_rl.datasets.builder import get_or_build_dataset
@@ -73,18 +73,22 @@ def run_task(task: str, args) -> dict:
         full = build_problem(task, dataset=medium)
         scores, seconds = normalized_scores(spec.make(config, full), full, spec, config, args.seeds, args.eval_episodes)
         out[f"{algo}/full"] = {"scores": scores.tolist(), "seconds": seconds}
-        print(f"{task} {algo} 100% labelled: {scores.mean():.1f} [{seconds:.0f} s]", flush=True)
+        save(out)
+        print(f"{task} {algo} 100% labelled: {scores.mean():.1f} {np.round(scores, 1).tolist()} [{seconds:.0f} s]",
+              flush=True)
         idm = action_free.IDMConfig(steps=args.idm_steps, hidden_sizes=(args.hidden, args.hidden))
-        for source in args.sources:
-            for fraction in args.fractions:
+        # the claim's 10% points first, so a run cut short still checks it
+        for fraction in sorted(args.fractions, key=lambda f: abs(f - 0.1)):
+            for source in args.sources:
                 problem, data = union_for(full, medium, fraction, 0,
                                           labelled_dataset=random_ if source == "random" else None)
                 agent = action_free.make(spec.make, config, idm, problem, data)
                 scores, seconds = normalized_scores(agent, problem, spec, config, args.seeds, args.eval_episodes)
                 out[f"{algo}/{source}/{fraction:g}"] = {"scores": scores.tolist(), "seconds": seconds,
                                                         "labelled": data.num_labelled}
+                save(out)
                 print(f"{task} {algo} labelled {fraction:g} from {source} ({data.num_labelled} transitions): "
-                      f"{scores.mean():.1f} [{seconds:.0f} s]", flush=True)
+                      f"{scores.mean():.1f} {np.round(scores, 1).tolist()} [{seconds:.0f} s]", flush=True)
     return out
 
 
@@ -99,11 +103,13 @@ def iqm_with_ci(scores: dict[str, np.ndarray], reps: int):
 
 def summarise(result: dict, reps: int) -> dict:
     tasks = list(result["tasks"])
-    keys = sorted({k for t in tasks for k in result["tasks"][t]})
+    keys = sorted(set.intersection(*(set(result["tasks"][t]) for t in tasks)))
     stacked = {k: np.stack([np.asarray(result["tasks"][t][k]["scores"]) for t in tasks], axis=1) for k in keys}
     summary = iqm_with_ci(stacked, reps)
     claims = {}
     for algo in result["args"]["algos"]:
+        if f"{algo}/full" not in summary:
+            continue
         _, lo, hi = summary[f"{algo}/full"]
         for source in result["args"]["sources"]:
             key = f"{algo}/{source}/0.1"
@@ -127,9 +133,12 @@ def plot(result: dict, path: pathlib.Path):
     for ax, algo in zip(axes[0], algos):
         for source in sources:
             keys = [f"{algo}/{source}/{f:g}" for f in fractions[:-1]] + [f"{algo}/full"]
-            pts = np.array([summary[k] for k in keys])
-            ax.plot(fractions, pts[:, 0], marker="o", label=f"labelled from {source}")
-            ax.fill_between(fractions, pts[:, 1], pts[:, 2], alpha=0.2)
+            xs = [f for f, k in zip(fractions, keys) if k in summary]
+            pts = np.array([summary[k] for k in keys if k in summary])
+            if len(xs) == 0:
+                continue
+            ax.plot(xs, pts[:, 0], marker="o", label=f"labelled from {source}")
+            ax.fill_between(xs, pts[:, 1], pts[:, 2], alpha=0.2)
         ax.set_xscale("log")
         ax.set_xticks(fractions, [f"{100 * f:g}%" for f in fractions])
         ax.set_xlabel("labelled fraction (rest: proxy labels)")
@@ -164,8 +173,11 @@ def main(argv=None):
         result = {"args": vars(args), "tasks": {}}
         t0 = time.perf_counter()
         for task in args.tasks:
-            result["tasks"][task] = run_task(task, args)
-            path.write_text(json.dumps(result))
+            def save(out, task=task):
+                result["tasks"][task] = out
+                path.write_text(json.dumps(result))
+
+            run_task(task, args, save)
         result["seconds"] = time.perf_counter() - t0
     result["summary"] = summarise(result, args.reps)
     path.write_text(json.dumps(result, indent=1))

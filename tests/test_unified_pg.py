@@ -125,7 +125,8 @@ def test_bad_names_are_one_line_errors():
         unified_pg.make(unified_pg.Config(), build_problem("cartpole"))
 
 
-@pytest.mark.parametrize("env,preset", [("comblock", "ppo"), ("comblock_logits", "hpt")])
+@pytest.mark.parametrize("env,preset", [("comblock", "ppo"),
+                                        pytest.param("comblock_logits", "hpt", marks=pytest.mark.slow)])
 def test_agent_iteration_runs_on_both_lock_kinds(env, preset):
     problem = build_problem(env, {"horizon": 3})
     config = unified_pg.Config(preset=preset, num_tasks=2, groups=2, group_size=3, num_demos=2, hidden_sizes=(8,))
