@@ -25,9 +25,11 @@ from algorithms import (
     rlpd,
     sac,
     sw_ucrl2,
+    td3_bc,
     ucbvi,
     ucrl2,
     ucrl2_restarts,
+    unified_pg,
 )
 from hybrid_rl.algorithm import AlgorithmSpec
 
@@ -50,6 +52,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = _table(
     iql.SPEC,
     cal_ql.SPEC,
     moorl.SPEC,
+    td3_bc.SPEC,
     # Simulator + real data (H2O's setting)
     h2o.SPEC_H2O,
     h2o.SPEC_H2O_NAIVE,
@@ -61,6 +64,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = _table(
     hnpg.SPEC_HNPG,
     hnpg.SPEC_NPG,
     hyq.SPEC,
+    unified_pg.SPEC,
     # Tabular and linear theory (finite horizon)
     ucbvi.SPEC_UCBVI,
     ucbvi.SPEC_UCBVI_ENT,

@@ -23,6 +23,25 @@ class EnvNode:
     kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def _mutable_copy(config_cls: type, name: str) -> type:
+    """A writable dataclass with ``config_cls``'s fields and defaults (Hydra nodes must be writable)."""
+    hints = typing.get_type_hints(config_cls)
+    fields = []
+    for f in dataclasses.fields(config_cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, tuple):
+            fields.append((f.name, hints[f.name], dataclasses.field(default_factory=lambda d=default: list(d))))
+        else:
+            fields.append((f.name, hints[f.name], dataclasses.field(default=default)))
+    return dataclasses.make_dataclass(name, fields)
+
+
+def _idm_node():
+    from algorithms.action_free import IDMConfig
+
+    return _mutable_copy(IDMConfig, "IDMNode")()
+
+
 @dataclasses.dataclass
 class RunConfig:
     defaults: List[Any] = dataclasses.field(
@@ -57,6 +76,12 @@ class RunConfig:
     checkpoint: bool = True
     progress: bool = True
     loggers: List[str] = dataclasses.field(default_factory=list)  # extra mirrors: tensorboard, wandb
+    # Action-free pipeline (algorithms/action_free.py): an inverse dynamics model labels the unlabelled
+    # trajectories, then algo trains on the union. Any of the three dataset keys switches it on.
+    labelled_fraction: Optional[float] = None  # keep actions on this fraction of dataset's episodes
+    labelled_dataset: Optional[str] = None  # the labelled episodes come from this file or kind instead
+    unlabelled_dataset: Optional[str] = None  # a file (or kind) of unlabelled trajectories; dataset is labelled
+    idm: Any = dataclasses.field(default_factory=_idm_node)  # the inverse dynamics model: idm.window=2 ...
 
 
 def _node_class(name: str, config_cls: type) -> type:

@@ -8,6 +8,11 @@ Any other ``DatasetRecipe`` field can be set the same way (``train_steps=30000``
 transitions, the mean return of its complete episodes and the normalisation references. The file is
 only built when no file with the same recipe exists under the data dir (``data_dir=``, else
 ``$HYBRID_RL_DATA_DIR``, else ``./data``). Bad input is one line on stderr and exit status 2.
+
+Action-free split (semi-supervised offline RL): ``labelled_fraction=0.1`` also writes, next to the file, a
+labelled part (that fraction of its episodes, with actions) and an unlabelled part (the other episodes,
+D4RL layout without ``actions``); ``labelled_kind=random`` takes the labelled episodes from the ``random``
+dataset of the same env and size instead (a different quality than the unlabelled part).
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ import sys
 
 USAGE = (
     "usage: python -m experiments.make_dataset env=NAME kind=KIND size=N [seed=0] [data_dir=DIR] "
-    "[policy=auto|sac|scripted|oracle] [FIELD=VALUE ...] [env_kwargs.NAME=VALUE ...]"
+    "[policy=auto|sac|scripted|oracle] [labelled_fraction=F [labelled_kind=KIND]] [FIELD=VALUE ...] "
+    "[env_kwargs.NAME=VALUE ...]"
 )
+
+
+SPLIT_KEYS = {"labelled_fraction", "labelled_kind"}  # the action-free split (module doc)
 
 
 class UsageError(Exception):
@@ -44,7 +53,7 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
     """``key=value`` pairs -> (options, env kwargs). Keys are checked against ``DatasetRecipe``'s fields."""
     from experiments.dataset_builder import DatasetRecipe
 
-    allowed = {f.name for f in dataclasses.fields(DatasetRecipe)} - {"env_kwargs"} | {"data_dir"}
+    allowed = {f.name for f in dataclasses.fields(DatasetRecipe)} - {"env_kwargs"} | {"data_dir"} | SPLIT_KEYS
     options: dict = {}
     env_kwargs: dict = {}
     for arg in argv:
@@ -59,7 +68,7 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
         else:
             if key not in allowed:
                 raise UsageError(f"unknown key {key!r}; keys: {', '.join(sorted(allowed))}, env_kwargs.NAME")
-            options[key] = text if key in ("env", "kind", "policy", "data_dir") else _value(text)
+            options[key] = text if key in ("env", "kind", "policy", "data_dir", "labelled_kind") else _value(text)
     for required in ("env", "kind", "size"):
         if required not in options:
             raise UsageError(f"missing {required}=...; {USAGE}")
@@ -89,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         env, kind, size = options.pop("env"), options.pop("kind"), options.pop("size")
         if not isinstance(size, int):
             raise UsageError(f"size must be an integer, got {size!r}")
+        split = {k: options.pop(k) for k in SPLIT_KEYS if k in options}
         path = get_or_build_dataset(env, kind, size, env_kwargs=env_kwargs, **options)
         info = describe_dataset(path)
+        parts = _action_free_split(split, env, size, env_kwargs, options, path) if split else None
     except (UsageError, DatasetRecipeError, UnknownEnvError, DatasetError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
@@ -104,7 +115,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ref_min_return (random): {info['ref_min_return']:.3f}")
     print(f"ref_max_return (expert): {info['ref_max_return']:.3f}")
     print(f"algorithm: {info['algorithm']}  build seconds: {info['build_seconds']:.1f}")
+    if parts is not None:
+        print(f"labelled part: {parts[0]}")
+        print(f"unlabelled part (no actions): {parts[1]}")
     return 0
+
+
+def _action_free_split(split: dict, env, size, env_kwargs, options, path):
+    """Writes the labelled and unlabelled parts of ``path`` (module doc); returns their paths."""
+    from experiments.action_free_data import write_split
+    from experiments.dataset_builder import get_or_build_dataset
+
+    if "labelled_fraction" not in split:
+        raise UsageError("labelled_kind= needs labelled_fraction=")
+    fraction = split["labelled_fraction"]
+    if not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+        raise UsageError(f"labelled_fraction must be a number in (0, 1], got {fraction!r}")
+    labelled_path = None
+    if "labelled_kind" in split:
+        labelled_path = get_or_build_dataset(env, split["labelled_kind"], size, env_kwargs=env_kwargs, **options)
+    return write_split(path, float(fraction), int(options.get("seed", 0)), labelled_path)
 
 
 if __name__ == "__main__":

@@ -167,7 +167,10 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
     config = apply_budget(spec, config, problem, cfg.total_steps, cfg.get("offline_steps"), log,
                           offline_only=phase == "offline" or not problem.has_simulator)
     config = apply_phase(spec, config, phase, problem.has_simulator, log)
-    agent = make_agent(spec, config, problem)
+    if any(cfg.get(k) is not None for k in ("labelled_fraction", "labelled_dataset", "unlabelled_dataset")):
+        problem, agent = _action_free_agent(cfg, spec, config, problem, dataset, env_name, env_kwargs, log)
+    else:
+        agent = make_agent(spec, config, problem)
     task = problem.dataset_info.get("d4rl_task")
     if task is not None and problem.has_simulator:
         lo, hi = problem.reference_returns()
@@ -217,6 +220,39 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
         log(("  [" + swept + "] " if swept else "  ") + line)
     log(f"results: {out_dir}/summary.json, metrics.csv, learning_curve.png")
     return summary
+
+
+def _action_free_agent(cfg, spec, config, problem, dataset, env_name, env_kwargs, log):
+    """The action-free pipeline around ``spec.make`` (algorithms/action_free.py): the union problem and the
+    agent whose first phases fit the inverse dynamics model and label the unlabelled transitions."""
+    from algorithms import action_free
+    from experiments.action_free_data import union_for
+
+    if dataset is None:
+        raise UserError("the action-free pipeline needs dataset=<labelled data: a file or a builder kind>")
+    if spec.dataset == "none":
+        raise UserError(f"algo {spec.name!r} uses no offline data, so it cannot learn from action-free trajectories")
+    others = {}
+    for key in ("labelled_dataset", "unlabelled_dataset"):
+        if cfg.get(key) is not None:
+            others[key] = resolve_dataset(OmegaConf.merge(cfg, {"dataset": cfg[key]}), env_name, env_kwargs, log)
+    problem, data = union_for(problem, dataset, cfg.get("labelled_fraction"), int(cfg.seed), **others)
+    _, idm_config = _idm_config(cfg.idm)
+    log(f"action-free: {data.num_labelled} labelled and {int((~data.labelled).sum())} unlabelled transitions; "
+        f"an inverse dynamics model (window {idm_config.window}, ensemble {idm_config.ensemble_size}) labels the latter")
+    return problem, action_free.make(spec.make, config, idm_config, problem, data)
+
+
+def _idm_config(node):
+    import typing
+
+    from algorithms.action_free import IDMConfig
+
+    values = OmegaConf.to_container(node, resolve=True)
+    hints = typing.get_type_hints(IDMConfig)
+    values = {k: tuple(v) if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple else v
+              for k, v in values.items()}
+    return "idm", IDMConfig(**values)
 
 
 def _one_line_error(err: BaseException) -> str:
