@@ -26,6 +26,7 @@ SMOKE_ENVS: dict[str, tuple[str, dict]] = {
     "hnpg": ("comblock", {"horizon": 3}),
     "npg": ("comblock", {"horizon": 3}),
     "hyq": ("comblock", {"horizon": 3}),
+    "unified_pg": ("comblock", {"horizon": 3}),
     "ucbvi": ("comblock_tabular", {"horizon": 3}),
     "ucbvi_ent": ("comblock_tabular", {"horizon": 3}),
     "demo_regularized": ("comblock_tabular", {"horizon": 3}),
@@ -76,6 +77,10 @@ SMALL_FIELDS: dict[str, Any] = {
     "num_actions_sampled": 2,
     "cql_num_samples": 2,
     "buffer_size": 64,
+    "num_tasks": 2,
+    "groups": 2,
+    "group_size": 2,
+    "num_demos": 1,
 }
 
 

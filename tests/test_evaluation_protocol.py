@@ -42,7 +42,7 @@ PROBLEMS = {
     "rlpd": _PENDULUM_DATA, "bc": _PENDULUM_DATA, "cql": _PENDULUM_DATA, "iql": _PENDULUM_DATA,
     "cal_ql": _PENDULUM_DATA, "moorl": _PENDULUM_DATA,
     "h2o": _SIM_REAL, "h2o_naive": _SIM_REAL, "darc": _SIM_REAL, "sac_sim": _SIM_REAL, "rlpd_sim": _SIM_REAL,
-    "hnpg": _LOCK, "npg": _LOCK, "hyq": _LOCK,
+    "hnpg": _LOCK, "npg": _LOCK, "hyq": _LOCK, "unified_pg": _LOCK, "td3_bc": _PENDULUM_DATA,
     "ucbvi": _TABULAR, "ucbvi_ent": _TABULAR, "demo_regularized": _TABULAR, "bc_tabular": _TABULAR,
     "demo_regularized_rlhf": _TABULAR, "optimistic_ac": _TABULAR,
     "demo_regularized_linear": _LINEAR, "optimistic_ac_linear": _LINEAR, "lsvi_ucb": _LINEAR,
@@ -55,14 +55,14 @@ PROBLEMS = {
 # variants, UCBVI), or their policy after ``init`` (a behaviour clone of expert demonstrations drawn in
 # ``init``) is already nearly deterministic at the start state.
 STOCHASTIC = {"sac", "ppo", "rlpd", "bc", "cql", "iql", "cal_ql", "moorl", "h2o", "h2o_naive", "darc", "sac_sim",
-              "rlpd_sim", "hnpg", "npg", "ucbvi_ent", "optimistic_ac", "demo_regularized_linear",
+              "rlpd_sim", "hnpg", "npg", "unified_pg", "ucbvi_ent", "optimistic_ac", "demo_regularized_linear",
               "optimistic_ac_linear"}
 # ``init`` solves a tabular or linear problem (10-25 s on the 2-core CPU): run with -m slow.
 SLOW_INIT = {"bc_tabular", "demo_regularized_rlhf", "demo_regularized_linear"}
 
 _SMALL = dict(hidden_sizes=(8, 8), policy_hidden=(8,), critic_hidden=(8,), buffer_size=64, batch_size=8,
               total_steps=100, warmup_steps=10, offline_steps=4, online_steps=4, num_iterations=2, num_rounds=2, num_episodes=4,
-              offline_episodes=4, offline_per_level=4, num_envs=1)
+              offline_episodes=4, offline_per_level=4, num_envs=1, num_steps=4, num_tasks=2, groups=2, group_size=2)
 
 
 def _agent(name):
