@@ -37,7 +37,8 @@ class RunConfig:
     algo: Any = MISSING
     env: Any = MISSING
     seeds: int = 1  # independent seeds, vmapped in one compiled program (and sharded over devices)
-    seed: int = 0  # root seed; seed i of the sweep uses split(key(seed))[i]
+    seed: int = 0  # root seed of the study; its seed i uses split(key(seed), N)[i] for any N > i
+    seed_offset: int = 0  # this run trains the study's seeds [seed_offset, seed_offset + seeds)
     total_steps: Optional[int] = None  # shortcut for algo.total_steps (or algo.num_steps when offline)
     num_evals: int = 10  # evaluations (= chunks) per phase
     eval_episodes: int = 10  # episodes per evaluation, run in parallel
@@ -51,6 +52,11 @@ class RunConfig:
     checkpoint: bool = True
     progress: bool = True
     loggers: List[str] = dataclasses.field(default_factory=list)  # extra mirrors: tensorboard, wandb
+    # One run over several processes (hosts); see docs/cluster.md. Inside a SLURM step of several tasks
+    # these are read from SLURM's environment instead.
+    coordinator: Optional[str] = None  # host:port of process 0
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
 
 
 def _node_class(name: str, config_cls: type) -> type:

@@ -21,7 +21,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import algo_config_from_node, register_configs
+from hybrid_rl import distributed
+
+if __name__ == "__main__":  # coordinator=... on the command line: join the JAX job before any device use
+    try:
+        distributed.initialize_from_argv(sys.argv[1:])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+from experiments.config import algo_config_from_node, register_configs  # noqa: E402
 
 register_configs()
 
@@ -190,21 +199,23 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
     settings = RunSettings(
         num_seeds=cfg.seeds,
         seed=cfg.seed,
+        seed_offset=int(cfg.get("seed_offset", 0)),
         num_evals=cfg.num_evals,
         eval_episodes=cfg.eval_episodes if spec.evaluation and problem.has_simulator else 0,
         hp_grid={k: list(v) for k, v in OmegaConf.to_container(cfg.hp_sweep, resolve=True).items()},
         checkpoint=cfg.checkpoint,
         progress=cfg.progress,
     )
+    import jax
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if jax.process_index() == 0:
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     from hybrid_rl.logging import make_loggers
 
     mirrors = make_loggers(list(cfg.get("loggers", [])), out_dir, OmegaConf.to_container(cfg, resolve=True))
     runner = Runner(agent, problem, default_hparams(spec, config), settings, out_dir=out_dir, log_fn=log,
                     on_rows=tuple(mirrors))
-    import jax
-
     log(
         f"{algo_name} on {env_name}: {settings.num_seeds} seed(s) x {runner.num_hp} hparam point(s) in one "
         f"program on {len(jax.devices())} {jax.devices()[0].platform} device(s); outputs in {out_dir}"
@@ -229,6 +240,20 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
     return summary
 
 
+def _has_checkpoint(out_dir: pathlib.Path, cfg: DictConfig) -> bool:
+    """Whether ``out_dir`` holds a checkpoint of this very run (same config.yaml). A job that the scheduler
+    preempted or timed out is started again in its own directory (submitit's requeue), and continues from
+    there; a directory holding a different run is an error rather than a silent mix of two runs."""
+    saved, checkpoints = out_dir / "config.yaml", out_dir / "checkpoints"
+    if not saved.exists() or not checkpoints.is_dir() or not any(p.name.isdigit() for p in checkpoints.iterdir()):
+        return False
+    previous = OmegaConf.load(saved)
+    previous.env.name = cfg.env.name  # a dataset file may have chosen the env; that is not a difference
+    if OmegaConf.to_yaml(previous) != OmegaConf.to_yaml(cfg):
+        raise UserError(f"{out_dir} already holds a different run (its config.yaml differs): choose another out_dir")
+    return True
+
+
 def _one_line_error(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"error: {text[0] if text else type(err).__name__}"
@@ -244,17 +269,25 @@ def main(cfg: DictConfig) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
 
     try:
+        multi_process = distributed.initialize(cfg.get("coordinator"), cfg.get("num_processes"),
+                                               cfg.get("process_id"))
+        log = print if distributed.is_primary() else (lambda *_: None)
         if cfg.resume is not None:
             run_dir = pathlib.Path(cfg.resume)
             saved = run_dir / "config.yaml"
             if not saved.exists():
                 raise UserError(f"cannot resume: {saved} does not exist (is {run_dir} a run directory?)")
-            train_from_config(OmegaConf.load(saved), run_dir, resume=True)
+            train_from_config(OmegaConf.load(saved), run_dir, resume=True, log=log)
             return
         hydra_cfg = HydraConfig.get()
         out_dir = pathlib.Path(cfg.out_dir) if cfg.out_dir else pathlib.Path(hydra_cfg.runtime.output_dir)
+        if multi_process:  # every process writes into process 0's run directory (named by its clock)
+            out_dir = pathlib.Path(distributed.broadcast_text(str(out_dir)))
         env_given = _names_env(hydra_cfg.overrides.task)
-        train_from_config(cfg, out_dir, env_given=env_given)
+        resume = _has_checkpoint(out_dir, cfg)
+        if resume:
+            log(f"{out_dir} already holds this run's checkpoint (a requeued job): resuming from it")
+        train_from_config(cfg, out_dir, resume=resume, log=log, env_given=env_given)
     except (UserError, DatasetError, ValueError, KeyError, FileNotFoundError, FloatingPointError, ImportError) as err:
         print(_one_line_error(err), file=sys.stderr)
         sys.exit(2)
