@@ -259,7 +259,9 @@ def _one_line_error(err: BaseException) -> str:
     return f"error: {text[0] if text else type(err).__name__}"
 
 
-@hydra.main(version_base="1.3", config_path=None, config_name="config")
+# conf/ holds only the shipped launcher configs (hydra/launcher=slurm|local|ray); the run config itself
+# is generated from the registries (experiments/config.py).
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     import logging
 
@@ -323,7 +325,7 @@ def check_overrides(argv: list[str]) -> str | None:
     top_level = {f.name for f in dataclasses.fields(RunConfig)}
     for key, _ in pairs:
         head, _, rest = key.partition(".")
-        if head in ("hydra", "hp_sweep") or key in ("algo", "env"):
+        if head in ("hydra", "hp_sweep") or key.startswith("hydra/") or key in ("algo", "env"):
             continue
         if head == "algo":
             for name in chosen_algos:
@@ -340,7 +342,7 @@ def check_overrides(argv: list[str]) -> str | None:
 
         try:
             with initialize(version_base="1.3", config_path=None):
-                compose(config_name="config", overrides=[a for a in argv if not a.startswith("hydra.")])
+                compose(config_name="config", overrides=[a for a in argv if not a.startswith(("hydra.", "hydra/"))])
         except Exception as err:  # Hydra's validation error for a bad value or type
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             cause = str(err.__cause__).strip().splitlines()[0] if err.__cause__ else ""

@@ -22,8 +22,10 @@ import numpy as np
 
 
 def _slurm_multi_task() -> bool:
-    """Inside a SLURM step with more than one task (``srun``, or a submitit job with several tasks)."""
-    return "SLURM_JOB_ID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    """Inside a SLURM job step of several tasks (``srun``, as submitit starts a job with several tasks). A
+    batch script or an ``salloc`` shell is one process even when the allocation has many tasks: SLURM sets
+    SLURM_STEP_NUM_TASKS only in the processes of an ``srun`` step."""
+    return "SLURM_JOB_ID" in os.environ and int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1
 
 
 def initialized() -> bool:
