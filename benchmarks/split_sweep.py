@@ -21,13 +21,17 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+ENV = dict(os.environ)
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _run(args: list[str]) -> float:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=REPO, capture_output=True, text=True,
+                         env=ENV)
     if out.returncode != 0:
         raise SystemExit(f"failed: {' '.join(args)}\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
     return time.perf_counter() - t0
@@ -49,7 +53,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/benchmarks/split_sweep"))
     parser.add_argument("--launcher", default="local")
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--xla-flags", default="--xla_cpu_multi_thread_eigen=false",
+                        help="added to XLA_FLAGS of every run: multi-threaded Eigen on a CPU splits a matrix "
+                             "product by its size, so 8 and 32 vmapped seeds would round differently")
     args = parser.parse_args(argv)
+    ENV["XLA_FLAGS"] = f"{ENV.get('XLA_FLAGS', '')} {args.xla_flags}".strip()
     if args.seeds % args.jobs:
         raise SystemExit("--seeds must be a multiple of --jobs")
     per_job = args.seeds // args.jobs

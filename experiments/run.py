@@ -213,7 +213,8 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     from hybrid_rl.logging import make_loggers
 
-    mirrors = make_loggers(list(cfg.get("loggers", [])), out_dir, OmegaConf.to_container(cfg, resolve=True))
+    mirrors = make_loggers(list(cfg.get("loggers", [])) if jax.process_index() == 0 else [], out_dir,
+                           OmegaConf.to_container(cfg, resolve=True))
     runner = Runner(agent, problem, default_hparams(spec, config), settings, out_dir=out_dir, log_fn=log,
                     on_rows=tuple(mirrors))
     log(
@@ -259,7 +260,7 @@ def _one_line_error(err: BaseException) -> str:
     return f"error: {text[0] if text else type(err).__name__}"
 
 
-# conf/ holds only the shipped launcher configs (hydra/launcher=slurm|local|ray); the run config itself
+# conf/ holds only the shipped launcher configs (hydra/launcher=slurm|local|ray_sweep); the run config itself
 # is generated from the registries (experiments/config.py).
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:

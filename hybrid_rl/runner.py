@@ -343,13 +343,28 @@ class Runner:
         if self.mesh is not None:  # restore each process's shards straight onto its devices
             sharding = NamedSharding(self.mesh, P(None, "seed"))
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
-        restored = self._ckpt.restore(
-            self._ckpt.latest_step(),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
-            ),
-        )
-        return _shard_state(restored["state"], self.mesh), restored["progress"]
+        # A job killed while saving (a pre-emption signal mid-write) can leave its newest step unreadable:
+        # fall back to the previous one (two are kept) and delete the broken step, so it is written again.
+        for step in sorted(self._ckpt.all_steps(), reverse=True):
+            try:
+                restored = self._ckpt.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
+                    ),
+                )
+            except Exception as err:  # orbax/tensorstore raise several types for a partial write
+                self.log(f"warning: checkpoint step {step} is unreadable ({str(err).splitlines()[0][:200]}); "
+                         "using the one before it")
+                try:
+                    self._ckpt.delete(step)
+                except Exception:  # too broken for orbax to delete: remove its folder
+                    import shutil
+
+                    shutil.rmtree(self.out_dir / "checkpoints" / str(step), ignore_errors=True)
+                continue
+            return _shard_state(restored["state"], self.mesh), restored["progress"]
+        return None
 
     # -- main loop --------------------------------------------------------------------------------
     def run(self, resume: bool = False):

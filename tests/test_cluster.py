@@ -6,9 +6,11 @@ import csv
 import importlib.util
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -27,8 +29,10 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray
 
 
 def _start(args, log):
+    # RAY_AUTH_MODE: a local Ray instance would otherwise write a token to ~/.ray
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
     return subprocess.Popen([sys.executable, "-m", "experiments.run", *args], cwd=REPO, stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            stderr=subprocess.STDOUT, env=env)
 
 
 def _finish(proc, log_path, timeout=600):
@@ -85,9 +89,14 @@ def test_submitit_local_sweep_equals_direct_runs(tmp_path, direct):
 @pytest.mark.slow
 @needs_ray
 def test_ray_sweep_equals_direct_runs(tmp_path, direct):
-    # address null: the launcher starts a local Ray instance for the sweep (stopped when the sweep ends)
-    sweep_dir, log = _sweep(tmp_path, ["hydra/launcher=ray", "++hydra.launcher.ray.init.num_cpus=2",
-                                       f"++hydra.launcher.ray.init._temp_dir={tmp_path / 'ray'}"])
+    # address null: the launcher starts a local Ray instance for the sweep (stopped when the sweep ends).
+    # Ray's socket paths must stay under 107 bytes, hence a short temp dir rather than tmp_path.
+    ray_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    try:
+        sweep_dir, log = _sweep(tmp_path, ["hydra/launcher=ray_sweep", "++hydra.launcher.ray.init.num_cpus=2",
+                                           f"++hydra.launcher.ray.init._temp_dir={ray_dir}"])
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
     assert "Ray Launcher is launching 2 jobs" in log.read_text()
     runs = _by_offset(sweep_dir)
     assert sorted(runs) == list(OFFSETS)
@@ -137,3 +146,29 @@ def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     job_logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").rglob("*.out"))
     assert "resuming from it" in job_logs or "resumed from" in job_logs
     assert _rows(run) == _rows(tmp_path / "direct")
+
+
+def _launcher_config(overrides):
+    from hydra import compose, initialize_config_dir
+
+    import experiments.run  # noqa: F401  (registers the run config)
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "experiments" / "conf")):
+        return compose("config", overrides=overrides, return_hydra_config=True).hydra.launcher
+
+
+@needs_submitit
+def test_shipped_slurm_and_local_configs_have_defaults_and_take_overrides():
+    slurm = _launcher_config(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.mem_gb=128"])
+    assert slurm._target_.endswith("SlurmLauncher")
+    assert (slurm.partition, slurm.mem_gb, slurm.timeout_min, slurm.gpus_per_node) == ("gpu", 128, 240, 1)
+    assert slurm.signal_delay_s == 120 and slurm.max_num_timeout == 10
+    local = _launcher_config(["hydra/launcher=local", "hydra.launcher.timeout_min=5"])
+    assert local._target_.endswith("LocalLauncher") and local.timeout_min == 5 and local.gpus_per_node == 0
+
+
+@needs_ray
+def test_shipped_ray_config_has_defaults_and_takes_overrides():
+    ray = _launcher_config(["hydra/launcher=ray_sweep", "hydra.launcher.ray.remote.num_gpus=1"])
+    assert ray._target_.endswith("RayLauncher")
+    assert ray.ray.init.address is None and ray.ray.remote.num_gpus == 1 and ray.ray.remote.max_retries == 3
