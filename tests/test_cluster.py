@@ -35,7 +35,7 @@ def _start(args, log):
                             stderr=subprocess.STDOUT, env=env)
 
 
-def _finish(proc, log_path, timeout=600):
+def _finish(proc, log_path, timeout=1200):
     assert proc.wait(timeout=timeout) == 0, log_path.read_text()[-3000:]
 
 
@@ -129,7 +129,7 @@ def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     proc = _start(["-m", "hydra/launcher=local", *args, f"hydra.sweep.dir={sweep_dir}"], log.open("w"))
     # Pre-empt the job once its first checkpoint is on disk: SIGUSR2 is what SLURM (and submitit's local
     # executor, at its time limit) sends; submitit requeues the job and our run continues from there.
-    deadline = time.time() + 600
+    deadline = time.time() + 1200
     signalled = False
     while not signalled and time.time() < deadline and proc.poll() is None:
         steps = [p for p in sweep_dir.glob("*/checkpoints/*") if p.name.isdigit()]
