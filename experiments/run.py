@@ -424,4 +424,9 @@ if __name__ == "__main__":
         )
         if not any(arg.startswith(a.split("=")[0] + "=") for arg in sys.argv[1:])
     ]
-    main()
+    # Launchers (submitit, Ray) pickle the task function. Taken from the importable module it travels by
+    # reference; a function of __main__ would be pickled by value with the objects it holds (Ray's driver
+    # replaces builtins.print, so a captured print no longer pickles).
+    from experiments.run import main as task_main
+
+    task_main()
