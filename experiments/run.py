@@ -262,7 +262,10 @@ def _one_line_error(err: BaseException) -> str:
 
 # conf/ holds only the shipped launcher configs (hydra/launcher=slurm|local|ray_sweep); the run config itself
 # is generated from the registries (experiments/config.py).
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+# An absolute path: Hydra would otherwise look for an importable package experiments.conf when main is
+# called from the imported module (as launchers do).
+@hydra.main(version_base="1.3", config_path=str(pathlib.Path(__file__).resolve().parent / "conf"),
+            config_name="config")
 def main(cfg: DictConfig) -> None:
     import logging
 
