@@ -55,7 +55,8 @@ class RunConfig:
     algo: Any = MISSING
     env: Any = MISSING
     seeds: int = 1  # independent seeds, vmapped in one compiled program (and sharded over devices)
-    seed: int = 0  # root seed; seed i of the sweep uses split(key(seed))[i]
+    seed: int = 0  # root seed of the study; its seed i uses split(key(seed), N)[i] for any N > i
+    seed_offset: int = 0  # this run trains the study's seeds [seed_offset, seed_offset + seeds)
     # The run's length, as each algorithm's spec declares it (hybrid_rl.algorithm.Budget): env steps for
     # anything that interacts (on-policy: whole iterations), gradient steps for offline-only algorithms,
     # online env steps for two-phase ones; None keeps the algorithm's default.
@@ -82,6 +83,11 @@ class RunConfig:
     labelled_dataset: Optional[str] = None  # the labelled episodes come from this file or kind instead
     unlabelled_dataset: Optional[str] = None  # a file (or kind) of unlabelled trajectories; dataset is labelled
     idm: Any = dataclasses.field(default_factory=_idm_node)  # the inverse dynamics model: idm.window=2 ...
+    # One run over several processes (hosts); see docs/cluster.md. Inside a SLURM step of several tasks
+    # these are read from SLURM's environment instead.
+    coordinator: Optional[str] = None  # host:port of process 0
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
 
 
 def _node_class(name: str, config_cls: type) -> type:

@@ -20,8 +20,17 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from experiments.catalog import NO_ENV
-from experiments.config import algo_config_from_node, register_configs
+from hybrid_rl import distributed
+
+if __name__ == "__main__":  # coordinator=... on the command line: join the JAX job before any device use
+    try:
+        distributed.initialize_from_argv(sys.argv[1:])
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+from experiments.catalog import NO_ENV  # noqa: E402
+from experiments.config import algo_config_from_node, register_configs  # noqa: E402
 
 register_configs()
 
@@ -62,7 +71,7 @@ def resolve_dataset(cfg: DictConfig, env_name: str, env_kwargs: dict, log=print)
 
 # Top-level run values and their smallest valid value; checked before anything is compiled or written.
 RUN_VALUE_LIMITS = {"seeds": 1, "num_evals": 1, "eval_episodes": 0, "dataset_size": 1, "total_steps": 0,
-                    "offline_steps": 0}
+                    "offline_steps": 0, "seed_offset": 0}
 
 
 def check_run_values(values: dict) -> str | None:
@@ -179,6 +188,7 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
     settings = RunSettings(
         num_seeds=cfg.seeds,
         seed=cfg.seed,
+        seed_offset=int(cfg.get("seed_offset", 0)),
         num_evals=cfg.num_evals,
         eval_episodes=cfg.eval_episodes if spec.evaluation and problem.has_simulator else 0,
         deterministic_eval=cfg.deterministic_eval,
@@ -187,16 +197,30 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
         progress=cfg.progress,
         label=f"{algo_name} on {env_name}",
     )
+    import jax
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    write_status(out_dir, "running")
+    primary = jax.process_index() == 0
+    if primary:
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        write_status(out_dir, "running")
     from hybrid_rl.logging import make_loggers
 
-    mirrors = make_loggers(list(cfg.get("loggers", [])), out_dir, OmegaConf.to_container(cfg, resolve=True))
+    mirrors = make_loggers(list(cfg.get("loggers", [])) if primary else [], out_dir,
+                           OmegaConf.to_container(cfg, resolve=True))
     runner = Runner(agent, problem, default_hparams(spec, config), settings, out_dir=out_dir, log_fn=log,
                     on_rows=tuple(mirrors))
     import jax
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    from hybrid_rl.logging import make_loggers
+
+    mirrors = make_loggers(list(cfg.get("loggers", [])) if jax.process_index() == 0 else [], out_dir,
+                           OmegaConf.to_container(cfg, resolve=True))
+    runner = Runner(agent, problem, default_hparams(spec, config), settings, out_dir=out_dir, log_fn=log,
+                    on_rows=tuple(mirrors))
     log(
         f"{algo_name} on {env_name}: {settings.num_seeds} seed(s) x {runner.num_hp} hparam point(s) in one "
         f"program on {len(jax.devices())} {jax.devices()[0].platform} device(s); outputs in {out_dir}"
@@ -255,12 +279,34 @@ def _idm_config(node):
     return "idm", IDMConfig(**values)
 
 
+def _has_checkpoint(out_dir: pathlib.Path, cfg: DictConfig) -> bool:
+    """Whether ``out_dir`` holds a checkpoint of this very run (same config.yaml). A job that the scheduler
+    preempted or timed out is started again in its own directory (submitit's requeue), and continues from
+    there; a directory holding a different run is an error rather than a silent mix of two runs."""
+    saved, checkpoints = out_dir / "config.yaml", out_dir / "checkpoints"
+    if not saved.exists() or not checkpoints.is_dir() or not any(p.name.isdigit() for p in checkpoints.iterdir()):
+        return False
+    previous = OmegaConf.load(saved)
+    # config.yaml records the values the run used (the budget applied, a dataset file's env chosen): compare
+    # what the command line chose, not what was derived from it.
+    derived = {"algo", "total_steps", "offline_steps"}
+    if OmegaConf.to_yaml({k: v for k, v in previous.items() if k not in derived and k != "env"}) != OmegaConf.to_yaml(
+            {k: v for k, v in cfg.items() if k not in derived and k != "env"}) or previous.algo.name != cfg.algo.name:
+        raise UserError(f"{out_dir} already holds a different run (its config.yaml differs): choose another out_dir")
+    return True
+
+
 def _one_line_error(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"error: {text[0] if text else type(err).__name__}"
 
 
-@hydra.main(version_base="1.3", config_path=None, config_name="config")
+# conf/ holds only the shipped launcher configs (hydra/launcher=slurm|local|ray_sweep); the run config itself
+# is generated from the registries (experiments/config.py).
+# An absolute path: Hydra would otherwise look for an importable package experiments.conf when main is
+# called from the imported module (as launchers do).
+@hydra.main(version_base="1.3", config_path=str(pathlib.Path(__file__).resolve().parent / "conf"),
+            config_name="config")
 def main(cfg: DictConfig) -> None:
     import logging
 
@@ -271,24 +317,33 @@ def main(cfg: DictConfig) -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
     resume = cfg.resume is not None
-    if resume:
-        out_dir = pathlib.Path(cfg.resume)
-    else:
-        hydra_cfg = HydraConfig.get()
-        out_dir = pathlib.Path(cfg.out_dir) if cfg.out_dir else pathlib.Path(hydra_cfg.runtime.output_dir)
-    stop_on_ctrl_c(out_dir)
-    if not resume:  # Hydra makes its run directory up front; a run with out_dir= must not leave it empty
-        hydra_dir = pathlib.Path(HydraConfig.get().runtime.output_dir)
-        if hydra_dir.resolve() != out_dir.resolve():
-            remove_empty_run_dir(hydra_dir)
     try:
+        multi_process = distributed.initialize(cfg.get("coordinator"), cfg.get("num_processes"),
+                                               cfg.get("process_id"))
+        log = print if distributed.is_primary() else (lambda *_: None)
+        if resume:
+            out_dir = pathlib.Path(cfg.resume)
+        else:
+            hydra_cfg = HydraConfig.get()
+            out_dir = pathlib.Path(cfg.out_dir) if cfg.out_dir else pathlib.Path(hydra_cfg.runtime.output_dir)
+            if multi_process:  # every process writes into process 0's run directory (named by its clock)
+                out_dir = pathlib.Path(distributed.broadcast_text(str(out_dir)))
+            # Hydra makes its run directory up front; a run with out_dir= must not leave it empty
+            hydra_dir = pathlib.Path(hydra_cfg.runtime.output_dir)
+            if hydra_dir.resolve() != out_dir.resolve():
+                remove_empty_run_dir(hydra_dir)
+        stop_on_ctrl_c(out_dir)
         if resume:
             saved = out_dir / "config.yaml"
             if not saved.exists():
                 raise UserError(f"cannot resume: {saved} does not exist (is {out_dir} a run directory?)")
-            train_from_config(OmegaConf.load(saved), out_dir, resume=True)
+            train_from_config(OmegaConf.load(saved), out_dir, resume=True, log=log)
             return
-        train_from_config(cfg, out_dir, env_given=_names_env(HydraConfig.get().overrides.task))
+        env_given = _names_env(HydraConfig.get().overrides.task)
+        resume = _has_checkpoint(out_dir, cfg)
+        if resume:
+            log(f"{out_dir} already holds this run's checkpoint (a requeued job): resuming from it")
+        train_from_config(cfg, out_dir, resume=resume, log=log, env_given=env_given)
     except (UserError, DatasetError, ValueError, KeyError, FileNotFoundError, FloatingPointError, ImportError) as err:
         message = _one_line_error(err)
         if not resume:
@@ -397,7 +452,7 @@ def check_overrides(argv: list[str]) -> str | None:
     top_level = {f.name for f in dataclasses.fields(RunConfig)}
     for key, _ in pairs:
         head, _, rest = key.partition(".")
-        if head in ("hydra", "hp_sweep", "dataset_options") or key in ("algo", "env"):
+        if head in ("hydra", "hp_sweep", "dataset_options") or key.startswith("hydra/") or key in ("algo", "env"):
             continue
         if head == "algo":
             for name in chosen_algos:
@@ -414,7 +469,7 @@ def check_overrides(argv: list[str]) -> str | None:
 
         try:
             with initialize(version_base="1.3", config_path=None):
-                compose(config_name="config", overrides=[a for a in argv if not a.startswith("hydra.")])
+                compose(config_name="config", overrides=[a for a in argv if not a.startswith(("hydra.", "hydra/"))])
         except Exception as err:  # Hydra's validation error for a bad value or type
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             cause = str(err.__cause__).strip().splitlines()[0] if err.__cause__ else ""
@@ -527,4 +582,9 @@ if __name__ == "__main__":
     ]
     # Hydra's parser takes the overrides as one positional list: keep them together, flags after them.
     sys.argv[1:] = overrides + flags
-    main()
+    # Launchers (submitit, Ray) pickle the task function. Taken from the importable module it travels by
+    # reference; a function of __main__ would be pickled by value with the objects it holds (Ray's driver
+    # replaces builtins.print, so a captured print no longer pickles).
+    from experiments.run import main as task_main
+
+    task_main()

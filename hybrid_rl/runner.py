@@ -31,6 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from hybrid_rl import distributed
 from hybrid_rl.algorithm import Agent, Phase
 from hybrid_rl.evaluation import evaluate_policy
 from hybrid_rl.problem import Problem
@@ -192,6 +193,7 @@ def make_train_from(agent: Agent, problem: Problem, num_evals: int, eval_episode
 class RunSettings:
     num_seeds: int = 1
     seed: int = 0
+    seed_offset: int = 0  # this run trains the study's seeds [seed_offset, seed_offset + num_seeds)
     num_evals: int = 10
     eval_episodes: int = 10
     deterministic_eval: bool = True  # False: evaluate the sampled policy (see ``make_chunk``)
@@ -224,9 +226,24 @@ def hparam_grid(base: dict[str, jax.Array], grid: dict[str, list]) -> tuple[dict
     return stacked, points
 
 
+def global_seed_keys(seed: int, offset: int, num_seeds: int) -> jax.Array:
+    """Keys of the study's seeds ``offset .. offset + num_seeds - 1``: seed i's key is the i-th of
+    ``split(key(seed), N)`` for any N > i, so a study split into jobs of a few seeds each trains every seed
+    exactly as one big run does. That prefix property holds for partitionable threefry (JAX's default
+    since 0.5), which is forced here so a user's setting cannot break it."""
+    if offset < 0 or num_seeds < 1:
+        raise ValueError(f"seed_offset must be >= 0 and seeds >= 1 (got seed_offset={offset}, seeds={num_seeds})")
+    with jax.threefry_partitionable(True):
+        return jax.random.split(jax.random.key(seed), offset + num_seeds)[offset:]
+
+
 def seed_mesh(num_seeds: int) -> Optional[Mesh]:
-    """A 1-D mesh over all devices for the seed axis, or None when seeds do not split evenly (or 1 device)."""
+    """A 1-D mesh over all devices (of every process) for the seed axis, or None when seeds do not split
+    evenly (or 1 device). A multi-process run must split evenly: each process holds its devices' seeds."""
     devices = jax.devices()
+    if jax.process_count() > 1 and num_seeds % len(devices) != 0:
+        raise ValueError(f"seeds={num_seeds} must be a multiple of the {len(devices)} devices of this "
+                         f"{jax.process_count()}-process run")
     if len(devices) <= 1 or num_seeds % len(devices) != 0:
         return None
     return Mesh(np.asarray(devices), ("seed",))
@@ -236,6 +253,8 @@ def _shard_state(state, mesh: Optional[Mesh]):
     if mesh is None:
         return state
     sharding = NamedSharding(mesh, P(None, "seed"))
+    if jax.process_count() > 1:  # device_put cannot reach other processes' devices; a jitted copy can
+        return jax.jit(lambda x: x, out_shardings=sharding)(state)
     return jax.device_put(state, sharding)
 
 
@@ -268,8 +287,7 @@ class Runner:
         self.num_hp = len(self.hp_points)
         self.mesh = seed_mesh(settings.num_seeds)
 
-        root = jax.random.key(settings.seed)
-        seed_keys = jax.random.split(root, settings.num_seeds)
+        seed_keys = global_seed_keys(settings.seed, settings.seed_offset, settings.num_seeds)
         self._init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys)
         self._eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
 
@@ -300,13 +318,16 @@ class Runner:
     def init_state(self):
         keys = self._init_keys
         if self.mesh is not None:
-            keys = jax.device_put(keys, NamedSharding(self.mesh, P("seed")))
+            keys = distributed.global_array(keys, NamedSharding(self.mesh, P("seed")))
         state = self._init(keys, self.hparams)
         return _shard_state(state, self.mesh)
 
     def _eval_key(self, global_chunk: int):
         keys = jax.vmap(lambda k: jax.random.fold_in(k, global_chunk))(self._eval_keys)
-        return jnp.broadcast_to(keys, (self.num_hp,) + keys.shape)
+        keys = jnp.broadcast_to(keys, (self.num_hp,) + keys.shape)
+        if self.mesh is not None and jax.process_count() > 1:
+            keys = distributed.global_array(keys, NamedSharding(self.mesh, P(None, "seed")))
+        return keys
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _save(self, step: int, state, progress: dict):
@@ -329,13 +350,31 @@ class Runner:
         import orbax.checkpoint as ocp
 
         abstract = jax.eval_shape(self._init, self._init_keys, self.hparams)
-        restored = self._ckpt.restore(
-            self._ckpt.latest_step(),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
-            ),
-        )
-        return _shard_state(restored["state"], self.mesh), restored["progress"]
+        if self.mesh is not None:  # restore each process's shards straight onto its devices
+            sharding = NamedSharding(self.mesh, P(None, "seed"))
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
+        # A job killed while saving (a pre-emption signal mid-write) can leave its newest step unreadable:
+        # fall back to the previous one (two are kept) and delete the broken step, so it is written again.
+        for step in sorted(self._ckpt.all_steps(), reverse=True):
+            try:
+                restored = self._ckpt.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
+                    ),
+                )
+            except Exception as err:  # orbax/tensorstore raise several types for a partial write
+                self.log(f"warning: checkpoint step {step} is unreadable ({str(err).splitlines()[0][:200]}); "
+                         "using the one before it")
+                try:
+                    self._ckpt.delete(step)
+                except Exception:  # too broken for orbax to delete: remove its folder
+                    import shutil
+
+                    shutil.rmtree(self.out_dir / "checkpoints" / str(step), ignore_errors=True)
+                continue
+            return _shard_state(restored["state"], self.mesh), restored["progress"]
+        return None
 
     # -- main loop --------------------------------------------------------------------------------
     def run(self, resume: bool = False):
@@ -353,7 +392,7 @@ class Runner:
         if state is None:
             state = self.init_state()
 
-        bar = _progress_bar(total_chunks, start_chunk, self.settings.progress)
+        bar = _progress_bar(total_chunks, start_chunk, self.settings.progress and distributed.is_primary())
         global_chunk = 0
         env_steps = grad_steps = 0
         for phase_index, plan in enumerate(self.plans):
@@ -365,7 +404,7 @@ class Runner:
                     continue
                 t0 = time.perf_counter()
                 state, metrics = self._chunks[phase_index](state, self._eval_key(global_chunk))
-                metrics = jax.device_get(metrics)
+                metrics = distributed.fetch(metrics)
                 seconds = time.perf_counter() - t0
                 self._check_finite(metrics, plan.phase.name, env_steps, grad_steps)
                 first_new_row = len(self.rows)
@@ -411,7 +450,7 @@ class Runner:
                     "grad_steps": grad_steps,
                     "hp_index": h,
                     **{f"hp.{k}": v for k, v in point.items()},
-                    "seed": s,
+                    "seed": self.settings.seed_offset + s,
                     "seconds": seconds,
                 }
                 for name, value in metrics.items():
@@ -432,6 +471,14 @@ class Runner:
         if self.out_dir is None:
             return summary
         from hybrid_rl import logging as run_logging
+
+        if jax.process_count() > 1:  # each process its own seeds' rows; process 0 the merged files
+            mine = {self.settings.seed_offset + s
+                    for s in distributed.local_seed_positions(self.mesh, self.settings.num_seeds)}
+            run_logging.write_metrics_csv(self.out_dir / f"metrics.process{jax.process_index()}.csv",
+                                          [r for r in self.rows if r["seed"] in mine])
+            if not distributed.is_primary():
+                return summary
 
         run_logging.write_metrics_csv(self.out_dir / "metrics.csv", self.rows)
         if final:
@@ -477,6 +524,7 @@ def summarize(rows: list[dict]) -> dict:
         entry["env_steps"] = int(max(r["env_steps"] for r in hp_rows))
         entry["grad_steps"] = int(max(r["grad_steps"] for r in hp_rows))
         entry["num_seeds"] = len({r["seed"] for r in hp_rows})
+        entry["seeds"] = [int(r["seed"]) for r in last_rows]  # global seed indices, in per_seed order
         out[str(h)] = entry
     return out
 
