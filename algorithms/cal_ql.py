@@ -3,7 +3,7 @@
 CQL (``algorithms/cql.py``, on SAC's core) whose push-down term is *calibrated*: the Q-values of the
 policy's actions that enter the logsumexp are bounded below by V_mu(s), the Monte-Carlo discounted
 return-to-go of the (behaviour) episode containing s. Defaults from the official code (nakamotoo/Cal-QL)
-for locomotion; see shared/specs/deep_algorithms.md 7.2.
+for locomotion (docs/algorithms/cal_ql.md).
 
 Return-to-go (``return_to_go``), per episode of the dataset, ending at terminated or truncated:
 

@@ -19,7 +19,7 @@ discriminators) are ``H2O_STYLE``: ``dataclasses.replace(Config(), **darc.H2O_ST
 Setting [R]: the DARC paper gathers real transitions online (1 real step per 10 sim steps); here, as in
 H2O's setting, the real side is the fixed offline dataset and the real env is only used to evaluate.
 
-Also registered here, as baselines of H2O's figure (spec 6.4), with no code of their own:
+Also registered here, as baselines of H2O's figure (Figure E1, docs/algorithms/h2o.md), with no code of their own:
 
 * ``sac_sim``: SAC trained in the simulator only (``sac.make`` with the sim as its env), evaluated in real.
 * ``rlpd_sim``: RLPD with the real dataset as its offline data and the simulator as its online env.

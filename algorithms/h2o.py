@@ -34,7 +34,7 @@ weight of exactly 0, and the all-non-positive case falls back to uniform weights
 gap is clamped cannot produce 0/0 = NaN as the official code's clamp-to-1e-45-then-normalise does.
 
 ``weighting="none"`` is the naive sim+real mix (SAC + the same penalty with w = 1 and uniform omega).
-Numbers follow the official code (t6-thu/H2O, see shared/specs/deep_algorithms.md 6.4). Deviations: the
+Numbers follow the official code (t6-thu/H2O; docs/algorithms/h2o.md). Deviations: the
 policy's log-std is SAC's clamped head, not the official m*raw + o with learnable scalars; the discriminator
 step runs before the critic and actor steps, and the actor step after the critic step (SAC's order).
 """

@@ -1,7 +1,7 @@
 """IQL: Implicit Q-Learning (Kostrikov, Nair, Levine; ICLR 2022), offline and then fine-tuned online.
 
-Defaults follow the authors' code (ikostrikov/implicit_q_learning) and CORL for locomotion; see
-shared/specs/deep_algorithms.md 7.1. Three networks: twin critics Q_i(s, a) with Polyak targets Qbar_i,
+Defaults follow the authors' code (ikostrikov/implicit_q_learning) and CORL for locomotion
+(docs/algorithms/iql.md). Three networks: twin critics Q_i(s, a) with Polyak targets Qbar_i,
 a state value V(s), and a Gaussian policy pi(a|s) = N(tanh(mu(s)), diag exp(log_std)^2) with a
 state-independent log-std (as in the official code; no tanh squashing of the samples, so the
 log-likelihood of dataset actions at the action bounds stays finite).

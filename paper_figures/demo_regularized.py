@@ -1,4 +1,5 @@
-"""Figs. A1 and A2 (theory spec 2.9, our design; the paper publishes no experiment): demonstration-regularized RL.
+"""Figs. A1 and A2 (our design, docs/algorithms/demo_regularized.md; the paper publishes no experiment):
+demonstration-regularized RL.
 
     python -m paper_figures.demo_regularized                  # 16 seeds, both figures
     python -m paper_figures.demo_regularized --figures a1     # only A1

@@ -1,4 +1,4 @@
-"""Fig. E1 (spec 6.5, our design): learning from a mismatched simulator and a small real dataset.
+"""Fig. E1 (our design; docs/algorithms/h2o.md): learning from a mismatched simulator and a small real dataset.
 
     python -m paper_figures.h2o_dynamics_gap                 # 8 seeds, CPU budget, writes h2o_dynamics_gap.{png,json}
     python -m paper_figures.h2o_dynamics_gap --steps 400 --mc-steps 400 --seeds 2 --out /tmp/e1   # smoke run
@@ -28,7 +28,7 @@ Programs: every method is one ``jit(vmap(vmap(...)))`` over (sim shift, seed); t
 hyper-parameter (``sim_shift``), so gravity x0.5 and x2 (and H2O's gap sweep x1, x1.5 for E1c) are one compiled
 program per method. Seeds are initialised with ``lax.map`` (see ``init_and_train``).
 
-Claims (spec 6.5), checked and printed, all numbers saved to ``h2o_dynamics_gap.json``:
+Claims (paper_figures/README.md, E1), checked and printed, all numbers saved to ``h2o_dynamics_gap.json``:
 
 * E1a: H2O's final real return >= max(SAC-sim, CQL-real) on at least 3 of the 4 shifts (means over seeds);
 * E1b: H2O >= the naive mix on the two shifts with the largest gap (largest mean gap score u of H2O);

@@ -1,6 +1,6 @@
-"""Figure D1 (spec deep_algorithms.md section 5): success rate vs online env steps on the `logits`
-combination lock, HNPG vs NPG vs Hy-Q vs RLPD, at two horizons, plus a panel with uninformative
-(`random`) offline data for HNPG vs NPG. Mean over seeds with a 95% bootstrap CI band.
+"""Figure D1 (our design on the papers' testbed; docs/algorithms/hnpg.md, docs/algorithms/hyq.md): success rate vs
+online env steps on the `logits` combination lock, HNPG vs NPG vs Hy-Q vs RLPD, at two horizons, plus a panel with
+uninformative (`random`) offline data for HNPG vs NPG. Mean over seeds with a 95% bootstrap CI band.
 
     python -m paper_figures.hnpg_comblock                       # CPU sizes (H = 5 and 10, 8 seeds)
     python -m paper_figures.hnpg_comblock --horizons 10 50 --seeds 16 --scale 4   # accelerator sizes

@@ -1,4 +1,4 @@
-"""Figure F1 (shared/specs/deep_algorithms.md 7.4): normalized return vs online env steps, given offline data,
+"""Figure F1 (our design; docs/algorithms/moorl.md): normalized return vs online env steps, given offline data,
 for MOORL, RLPD, Cal-QL (offline pre-training, then online), IQL (same) and SAC from scratch, with IQM and
 95% stratified-bootstrap CIs over seeds x tasks (rliable), plus the eta_meta = 1, K = 1 MOORL run against
 the alternating-SAC ablation (F1c).
@@ -44,7 +44,7 @@ def configs(args) -> dict[str, tuple[str, dict]]:
         "IQL": ("iql", dict(offline_steps=args.offline_steps, online_steps=steps, **net)),
         "Cal-QL": ("cal_ql", dict(offline_steps=args.offline_steps, online_steps=steps, **net)),
         "MOORL": ("moorl", dict(total_steps=steps, **net)),
-        # The same MOORL with spec 6.1's plain SAC critic instead of the LayerNorm one (our [R] default).
+        # The same MOORL with SAC's plain critic instead of the LayerNorm one (our [R] default).
         "MOORL, SAC critic": ("moorl", dict(total_steps=steps, critic_layer_norm=False, **net)),
         "MOORL eta=1 K=1": ("moorl", dict(total_steps=steps, inner_steps=1, eta_meta=1.0, **net)),
         "alternating SAC": ("moorl", dict(total_steps=steps, inner_steps=1, meta_learning=False, **net)),

@@ -1,5 +1,5 @@
-"""Fig. B1 (theory spec 3.6, our design; the paper's experiments could not be read): optimism vs. offline data for
-the rare-switching actor-critic.
+"""Fig. B1 (our design, docs/algorithms/optimistic_ac.md; the paper's experiments could not be read): optimism vs.
+offline data for the rare-switching actor-critic.
 
     python -m paper_figures.optimistic_ac                       # 16 seeds, every available panel
     python -m paper_figures.optimistic_ac --panels tabular      # only the tabular lock
@@ -11,14 +11,14 @@ Panels:
   episode), optimistic AC (count-doubling switches + actor resets, eta = 1), optimistic AC with the theory step size
   eta = sqrt(log A / (H^2 K)), non-optimistic AC online only, non-optimistic hybrid AC with N_off in
   {5, 20, 50, 200} episodes of an eps-greedy (0.3) pi*, optimistic hybrid AC with N_off = 50. Hoeffding bonus
-  scale c_b = 0.1 (tuned, spec 3.5; not the theory constant).
+  scale c_b = 0.1 (tuned; not the theory constant).
 * ``linear``: the same lock seen through its low-rank linear-MDP features (d = G A + 1 = 5 < S A = 8), LSVI-UCB
-  in place of UCBVI (beta_scale 0.01), the linear AC with determinant-doubling switches. Deviation: spec 3.6 asks
-  for "a random linear MDP with d = 8 (same structure)"; our random ``linear_mdp`` (dense Dirichlet features) is
-  not a hard-exploration problem (greedy ridge FQI already learns it), so the main linear panel keeps the lock's
-  structure; ``--panels linear_random`` runs the random d = 8 linear MDP as well.
+  in place of UCBVI (beta_scale 0.01), the linear AC with determinant-doubling switches. Deviation: the planned
+  linear panel was a random linear MDP with d = 8; our random ``linear_mdp`` (dense Dirichlet features) is not a
+  hard-exploration problem (greedy ridge FQI already learns it), so the main linear panel keeps the lock's structure;
+  ``--panels linear_random`` runs the random d = 8 linear MDP as well.
 
-Claims (spec 3.6): (i) non-optimistic online AC has final regret > 0.95 K; (ii) optimistic AC is sublinear:
+Claims: (i) non-optimistic online AC has final regret > 0.95 K; (ii) optimistic AC is sublinear:
 second-half slope < 0.35 and final regret within 1.5x of the greedy optimistic baseline; (iii) non-optimistic hybrid
 AC's final regret decreases monotonically in N_off and is below the optimistic AC's for N_off >= 50; (iv) critic
 switches <= 2 H S A log2(K) (tabular) / <= 2 d H log2(K) (linear). Every number goes to ``optimistic_ac.json``.
@@ -145,7 +145,7 @@ def main():
                 results[panel] = tabular_panel(keys, args.episodes)
             elif panel == "linear":
                 results[panel] = linear_panel(keys, args.episodes)
-            else:  # "linear_random": the random linear MDP of spec 7.4
+            else:  # "linear_random": the random linear MDP (env linear_mdp)
                 results[panel] = linear_panel(keys, args.episodes, env="linear_mdp")
         except (ImportError, AttributeError) as err:
             print(f"[B1 {panel}] skipped: {err}")

@@ -1,4 +1,5 @@
-"""Fig. C1 (spec 4.7, our design): dynamic regret of R-BOCPD-UCRL2 and its baselines on Switching RiverSwim.
+"""Fig. C1 (our design; docs/algorithms/rbocpd_ucrl2.md): dynamic regret of R-BOCPD-UCRL2 and its baselines on
+Switching RiverSwim.
 
     python -m paper_figures.rbocpd_regret                 # 16 seeds, all panels, writes rbocpd_regret.{png,json}
     python -m paper_figures.rbocpd_regret --panels main   # only the S=3 panel
@@ -7,14 +8,14 @@ Panels (each algorithm is one ``jax.jit(jax.vmap(...))`` program over seeds; SW-
 second vmapped axis of one program, since its window is a traced hyper-parameter):
 
 * ``main``: Switching RiverSwim, S = 3, theory constants (c = 1), T = 60,000, action swaps at 20,000 and 40,000.
-* ``large``: the same with S = 6, c = 0.3, T = 90,000, swaps at 30,000 and 60,000 (spec 4.6: with c = 1 UCRL2 is
+* ``large``: the same with S = 6, c = 0.3, T = 90,000, swaps at 30,000 and 60,000 (with c = 1 UCRL2 is
   still exploring on S = 6 when the first change comes, so the confidence multiplier is scaled down, as stated).
 * ``stationary``: RiverSwim S = 3, T = 60,000: UCRL2's regret is sublinear, and R-BOCPD-UCRL2 never restarts.
 
 Curves: mean cumulative regret over seeds (sum of rho*_{l(t)} - r_{l(t)}(s_t, a_t), expected rewards) with a
 standard-error band, dotted vertical lines at the change points, tick marks at R-BOCPD-UCRL2's restarts.
 
-Claim checked (spec 4.7, main panel): at T the mean regret of R-BOCPD-UCRL2 is below UCRL2's, UCRL2-restarts' and
+Claim checked (main panel): at T the mean regret of R-BOCPD-UCRL2 is below UCRL2's, UCRL2-restarts' and
 SW-UCRL2's for every W in {2000, 6000, 20000}, and within 1.3x of oracle-restart UCRL2; it detects each change
 within 500 steps in >= 90% of seeds, with <= 0.25 false alarms per run (a restart not within 500 steps after a
 change). Stationary panel: log-log slope of UCRL2's regret over the second half < 0.9 and no restart.
