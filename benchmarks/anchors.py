@@ -141,6 +141,9 @@ class FiveTupleEnv:
         self._env = env
 
     def __getattr__(self, name):
+        # Only called for names the adapter lacks; "_env" itself missing (a copy being built) must not recurse.
+        if name == "_env":
+            raise AttributeError(name)
         return getattr(self._env, name)
 
     def step(self, key, state, action, params=None):
@@ -368,7 +371,9 @@ def main(argv=None) -> list[dict]:
                     iql_data = synthetic_dataset(sizes.iql_size, 11, 3)
                 ours, anchor = iql_pair(seeds, sizes, iql_data)
             rows.append(compare(pair, seeds, ours, anchor, sizes))
+            _write(args, info, sizes, rows, skipped)  # after every row: a cut-short run keeps what it measured
     info["load_average_end"] = load_average()
+    _write(args, info, sizes, rows, skipped)
     table = markdown_table(rows)
     print()
     print(table)
@@ -376,14 +381,17 @@ def main(argv=None) -> list[dict]:
           f"at start, {info['load_average_end']:.1f} at end on {info['cpu_count']} CPUs.")
     for s in skipped:
         print("skipped " + s)
+    return rows
+
+
+def _write(args, info: dict, sizes: Sizes, rows: list[dict], skipped: list[str]) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "sizes": dataclasses.asdict(sizes), "rows": rows, "skipped": skipped}, f,
                       indent=2, default=float)
-    if args.markdown:
+    if args.markdown and rows:
         with open(args.markdown, "w") as f:
-            f.write(table + "\n")
-    return rows
+            f.write(markdown_table(rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -71,6 +72,9 @@ def test_five_tuple_env_merges_terminated_and_truncated():
     # At the time limit the 6-tuple's truncated becomes the 5-tuple's done.
     last = state.replace(time=params.max_steps_in_episode - 1)
     assert bool(wrapped.step(key, last, jnp.zeros(1), params)[3])
+    # Rejax deep-copies its config, env included.
+    copied = copy.deepcopy(wrapped)
+    assert len(copied.step(key, state, jnp.zeros(1), params)) == 5
 
 
 def test_markdown_table_ratio_and_returns():
