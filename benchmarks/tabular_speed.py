@@ -13,7 +13,7 @@ import time
 
 import jax
 
-from algorithms import ucrl2
+from algorithms import _ucrl2
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 ALGOS = ("ucrl2", "ucrl2_restarts", "oracle_ucrl2", "sw_ucrl2", "rbocpd_ucrl2")
@@ -24,7 +24,7 @@ def measure(algo: str, prob, steps: int, seeds: int, repeats: int):
     config = spec.config_cls(total_steps=steps)
     agent = spec.make(config, prob)
     hp = default_hparams(spec, config)
-    fn = jax.jit(jax.vmap(lambda k: ucrl2.regret_curve(agent, k, hp, steps, stride=steps // 10)))
+    fn = jax.jit(jax.vmap(lambda k: _ucrl2.regret_curve(agent, k, hp, steps, stride=steps // 10)))
     keys = jax.random.split(jax.random.key(0), seeds)
     t0 = time.perf_counter()
     compiled = fn.lower(keys).compile()
