@@ -52,19 +52,23 @@ def measure_wrapper(env_name: str, backend: str, num_envs: int, steps: int = 100
     return compile_s, rate
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--envs", nargs="+", default=["hopper", "halfcheetah", "walker2d"])
     ap.add_argument("--backends", nargs="+", default=["positional", "generalized"])
     ap.add_argument("--num-envs", type=int, default=64)
     ap.add_argument("--rows", nargs="+", default=["raw", "wrapper"], choices=["raw", "wrapper"])
-    args = ap.parse_args()
-    print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}, {args.num_envs} envs x 100 steps")
+    ap.add_argument("--steps", type=int, default=100, help="vmapped steps per timed call")
+    ap.add_argument("--tiny", action="store_true", help="hopper, positional backend, 2 envs x 5 steps")
+    args = ap.parse_args(argv)
+    if args.tiny:
+        args.envs, args.backends, args.num_envs, args.steps = ["hopper"], ["positional"], 2, 5
+    print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}, {args.num_envs} envs x {args.steps} steps")
     print(f"{'env':<12} {'backend':<12} {'row':<8} {'first call s':>12} {'steps/s':>10}")
     for name in args.envs:
         for backend in args.backends:
             for row in args.rows:
-                compile_s, rate = (measure if row == "raw" else measure_wrapper)(name, backend, args.num_envs)
+                compile_s, rate = (measure if row == "raw" else measure_wrapper)(name, backend, args.num_envs, args.steps)
                 print(f"{name:<12} {backend:<12} {row:<8} {compile_s:>12.1f} {rate:>10,.0f}", flush=True)
 
 

@@ -68,9 +68,13 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="substring filter on env names")
     parser.add_argument("--no-sim", action="store_true", help="skip the sim members of sim/real pairs")
+    parser.add_argument("--tiny", action="store_true",
+                        help="4 envs x 10 steps, one repeat, and only pendulum unless --only names others")
     parser.add_argument("--brax", action="store_true",
                         help="include the Brax envs (need the brax extra; see also benchmarks.brax_throughput)")
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.num_envs, args.num_steps, args.repeats, args.only = 4, 10, 1, args.only or "pendulum"
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind}); "
           f"{args.num_envs} envs x {args.num_steps} steps, random actions, best of {args.repeats}")

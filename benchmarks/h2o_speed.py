@@ -70,14 +70,17 @@ def measure(name: str, config, problem, seeds: int, iterations: int, repeats: in
     return compile_s, best
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,8", help="comma-separated seed counts")
     parser.add_argument("--iterations", type=int, default=500, help="updates per timed call")
     parser.add_argument("--hidden", type=int, default=256, help="width of the 2-layer actor, critic and discriminators")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--tiny", action="store_true", help="1 seed, 10 updates, 16-wide nets, batch 32")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.seeds, args.iterations, args.hidden, args.batch, args.repeats = "1", 10, 16, 32, 1
     hidden = (args.hidden, args.hidden)
     steps = 10 * args.iterations * (args.repeats + 1)
     with tempfile.TemporaryDirectory() as tmp:

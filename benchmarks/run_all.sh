@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs the speed benchmarks that matter on an accelerator and writes their tables to $1 (default: .).
-#   bash benchmarks/run_all.sh /tmp/bench
-# On a GPU, seeds are cheap: the seed-scaling table goes up to 64 seeds.
-set -uo pipefail
+# The accelerator measurements (benchmarks/accelerator.py), tables and JSON written to $1 (default: .).
+#   bash benchmarks/run_all.sh /tmp/bench            # on a GPU: SAC 1/8/64/256 seeds, RLPD UTD 20, PPO vs PureJaxRL
+#   bash benchmarks/run_all.sh /tmp/bench --tiny     # seconds, any device: checks that it runs
+# PYTHON picks the interpreter (default python3), e.g. PYTHON=.venv/bin/python.
+set -euo pipefail
 out="${1:-.}"
+shift || true
 mkdir -p "$out"
-python3 -c "import jax; print('devices:', jax.devices())" | tee "$out/devices.txt"
-python3 -m benchmarks.seed_scaling --seeds 1,8,64 --total-steps 20000 --warmup-steps 1000 --hidden 256 --repeats 1 \
-  | tee "$out/sac_seed_scaling.txt"
-python3 -m benchmarks.onpolicy_speed --only ppo --ppo-seeds 1 16 256 | tee "$out/ppo_speed.txt"
+"${PYTHON:-python3}" -c "import jax; print('devices:', jax.devices())" | tee "$out/devices.txt"
+"${PYTHON:-python3}" -m benchmarks.accelerator "$out" "$@" | tee "$out/accelerator.txt"

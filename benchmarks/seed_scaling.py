@@ -9,12 +9,27 @@ vmapping seeds is paying off.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import time
+from typing import Optional
 
 import jax
 
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import make_seed_sweep
+
+
+def config_overrides(spec, total_steps: int, warmup_steps: int, hidden: Optional[int]) -> dict:
+    """The settings this script varies, limited to the fields ``spec``'s config has (PPO has no warm-up, and
+    the budget field is the one the algorithm declares)."""
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    wanted = {spec.budget.field: total_steps}
+    if hidden is not None:
+        wanted["hidden_sizes"] = (hidden, hidden)
+    if spec.budget.warmup_field:
+        wanted[spec.budget.warmup_field] = warmup_steps
+    return {k: v for k, v in wanted.items() if k in fields}
 
 
 def measure(algo: str, env: str, seeds: int, overrides: dict, repeats: int, num_evals: int):
@@ -37,20 +52,24 @@ def measure(algo: str, env: str, seeds: int, overrides: dict, repeats: int, num_
     return compile_s, best, steps
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algo", default="sac")
     parser.add_argument("--env", default="pendulum")
     parser.add_argument("--seeds", default="1,8", help="comma-separated seed counts")
     parser.add_argument("--total-steps", type=int, default=10_000)
     parser.add_argument("--warmup-steps", type=int, default=1_000)
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=None, help="width of the 2 hidden layers (default: the algorithm's)")
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    overrides = {"total_steps": args.total_steps, "warmup_steps": args.warmup_steps,
-                 "hidden_sizes": (args.hidden, args.hidden)}
-    print(f"{args.algo} on {args.env}, {args.total_steps} env steps per seed, {args.hidden}x{args.hidden} nets, "
-          f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}")
+    parser.add_argument("--tiny", action="store_true", help="300 steps (100 warm-up), 16-wide nets, 1 and 2 seeds")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.total_steps, args.warmup_steps, args.hidden, args.seeds, args.repeats = 300, 100, 16, "1,2", 1
+    spec = get_algorithm(args.algo)
+    overrides = config_overrides(spec, args.total_steps, args.warmup_steps, args.hidden)
+    config = spec.config_cls(**overrides)
+    print(f"{args.algo} on {args.env}, {args.total_steps} env steps per seed, {getattr(config, 'hidden_sizes', '?')} nets, "
+          f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}, load average {os.getloadavg()[0]:.1f}")
     print(f"{'seeds':>5} {'compile s':>10} {'run s':>8} {'env steps/s (all seeds)':>24} {'time / time(1 seed)':>20}")
     base = None
     for n in [int(s) for s in args.seeds.split(",")]:

@@ -13,7 +13,7 @@ import time
 
 import jax
 
-from algorithms import ucrl2
+from algorithms import _ucrl2
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 ALGOS = ("ucrl2", "ucrl2_restarts", "oracle_ucrl2", "sw_ucrl2", "rbocpd_ucrl2")
@@ -24,7 +24,7 @@ def measure(algo: str, prob, steps: int, seeds: int, repeats: int):
     config = spec.config_cls(total_steps=steps)
     agent = spec.make(config, prob)
     hp = default_hparams(spec, config)
-    fn = jax.jit(jax.vmap(lambda k: ucrl2.regret_curve(agent, k, hp, steps, stride=steps // 10)))
+    fn = jax.jit(jax.vmap(lambda k: _ucrl2.regret_curve(agent, k, hp, steps, stride=steps // 10)))
     keys = jax.random.split(jax.random.key(0), seeds)
     t0 = time.perf_counter()
     compiled = fn.lower(keys).compile()
@@ -37,7 +37,7 @@ def measure(algo: str, prob, steps: int, seeds: int, repeats: int):
     return compile_s, best
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algos", default=",".join(ALGOS))
     parser.add_argument("--env", default="riverswim_switching")
@@ -45,7 +45,10 @@ def main():
     parser.add_argument("--steps", type=int, default=100_000, help="env steps per seed")
     parser.add_argument("--seeds", default="1,16", help="comma-separated seed counts")
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--tiny", action="store_true", help="one algorithm, 200 steps, 1 seed")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.algos, args.steps, args.seeds, args.repeats = args.algos.split(",")[0], 200, "1", 1
     kwargs = {"num_states": args.num_states}
     if args.env == "riverswim_switching":
         kwargs["total_steps"] = args.steps

@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 
-from algorithms import lsvi_ucb, ucbvi
+from algorithms import _tabular, lsvi_ucb, ucbvi
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 REFERENCE = {"ucbvi": 1900.0, "lsvi_ucb": 85.0}
@@ -34,7 +34,7 @@ def steps_per_second(name, config, problem, seeds, episodes):
     else:
         agent = spec.make(config, problem)
     hp = default_hparams(spec, config)
-    run = jax.jit(jax.vmap(lambda k: ucbvi.learning_curve(agent, k, hp, episodes, "regret_increment")[1]))
+    run = jax.jit(jax.vmap(lambda k: _tabular.learning_curve(agent, k, hp, episodes, "regret_increment")[1]))
     keys = jax.random.split(jax.random.key(0), seeds)
     jax.block_until_ready(run(keys))  # compile
     t = time.perf_counter()
@@ -44,12 +44,15 @@ def steps_per_second(name, config, problem, seeds, episodes):
     return seeds * episodes * H / dt, float(np.asarray(out)[:, -100:].mean())
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--episodes", type=int, default=2000)
     parser.add_argument("--lsvi-episodes", type=int, default=500)
-    args = parser.parse_args()
+    parser.add_argument("--tiny", action="store_true", help="2 seeds, 5 episodes each: checks the script runs")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.seeds, args.episodes, args.lsvi_episodes = 2, 5, 5
     problem = build_problem("gridworld")
     print(f"devices: {jax.devices()}")
     for name, config, episodes in [

@@ -1,0 +1,160 @@
+"""The benchmark scripts: fast unit tests of the timing helpers and of the fixes, and every script in
+``benchmarks/`` run at its ``--tiny`` size in a subprocess (slow: each compiles a few programs)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import _measure
+from benchmarks.anchors import FiveTupleEnv, markdown_table
+from benchmarks.seed_scaling import config_overrides
+from experiments.catalog import get_algorithm
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+NOT_SCRIPTS = {"__init__.py", "_measure.py"}  # helpers; anchors_impl/ is a package of anchor programs
+
+# ----------------------------------------------------------------------------------------------------
+# Fast unit tests
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_summary_min_median_loads_threads():
+    samples = [_measure.Sample(2.0, 3.0, 1.0, 1.5, 10), _measure.Sample(1.0, 1.0, 0.5, 2.5, 12),
+               _measure.Sample(4.0, 4.0, 1.2, 1.1, 11)]
+    s = _measure.Summary.of(samples)
+    assert (s.n, s.min_s, s.median_s) == (3, 1.0, 2.0)
+    assert s.cores_busy == pytest.approx(1.0)  # cores busy 1.5, 1.0, 1.0 -> median 1.0
+    assert (s.load_min, s.load_max, s.threads) == (0.5, 2.5, 12)
+    with pytest.raises(ValueError, match="no samples"):
+        _measure.Summary.of([])
+
+
+def test_measure_counts_wall_cpu_and_threads():
+    sample, out = _measure.measure(lambda: sum(i * i for i in range(200_000)))
+    assert out == sum(i * i for i in range(200_000))
+    assert sample.wall_s > 0 and sample.cpu_s >= 0
+    if sys.platform.startswith("linux"):
+        assert sample.threads >= 1 and _measure.os_thread_count() >= 1
+
+
+def test_seed_scaling_overrides_follow_the_config():
+    # PPO has no warm-up: passing warmup_steps to its Config was the script's crash.
+    ppo = config_overrides(get_algorithm("ppo"), 1_000, 100, None)
+    assert ppo == {"total_steps": 1_000}
+    get_algorithm("ppo").config_cls(**ppo)
+    sac = config_overrides(get_algorithm("sac"), 1_000, 100, 32)
+    assert sac == {"total_steps": 1_000, "warmup_steps": 100, "hidden_sizes": (32, 32)}
+
+
+def test_five_tuple_env_merges_terminated_and_truncated():
+    import gymnax
+
+    env, params = gymnax.make("Pendulum-v1")
+    wrapped = FiveTupleEnv(env)
+    key = jax.random.key(0)
+    obs, state = wrapped.reset(key, params)
+    assert wrapped.action_space(params).shape == env.action_space(params).shape
+    out = wrapped.step(key, state, jnp.zeros(1), params)
+    assert len(out) == 5
+    assert not bool(out[3])
+    # At the time limit the 6-tuple's truncated becomes the 5-tuple's done.
+    last = state.replace(time=params.max_steps_in_episode - 1)
+    assert bool(wrapped.step(key, last, jnp.zeros(1), params)[3])
+    # Rejax deep-copies its config, env included.
+    copied = copy.deepcopy(wrapped)
+    assert len(copied.step(key, state, jnp.zeros(1), params)) == 5
+
+
+def test_markdown_table_ratio_and_returns():
+    def side(name, run_med, comp, ret):
+        run = {"n": 2, "min_s": run_med / 2, "median_s": run_med, "cores_busy": 1.0, "load_min": 1.0,
+               "load_max": 2.0, "threads": 5}
+        return {"name": name, "run": run, "compile": {**run, "min_s": comp, "median_s": comp}, "final_return": ret}
+
+    row = {"pair": "ppo", "seeds": 8, "ours": side("a", 1.0, 2.0, 500.0), "anchor": side("b", 2.0, 4.0, None),
+           "run_ratio_median": 0.5, "run_ratio_min": 0.5, "compile_ratio_median": 0.5}
+    table = markdown_table([row]).splitlines()
+    assert len(table) == 3 and table[0].count("|") == table[1].count("|") == table[2].count("|")
+    assert "| 0.50 (0.50) |" in table[2] and "500.0 / -" in table[2]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every script at its tiny size
+# ----------------------------------------------------------------------------------------------------
+
+HAS_BRAX = importlib.util.find_spec("brax") is not None
+HAS_REJAX = importlib.util.find_spec("rejax") is not None
+
+# (test id, script file, command after the interpreter, text the output must contain, reason to skip or None)
+RUNS = [
+    ("accelerator", "accelerator.py", ["-m", "benchmarks.accelerator", "{tmp}", "--tiny"], "time / time(1 seed)", None),
+    ("anchors", "anchors.py", ["-m", "benchmarks.anchors", "--tiny", "--json", "{tmp}/anchors.json"], "ratio = ours",
+     None),
+    ("brax_throughput", "brax_throughput.py", ["-m", "benchmarks.brax_throughput", "--tiny"], "steps/s",
+     None if HAS_BRAX else "brax is not installed (the brax extra)"),
+    ("env_throughput", "env_throughput.py", ["-m", "benchmarks.env_throughput", "--tiny"], "pendulum", None),
+    ("h2o_speed", "h2o_speed.py", ["-m", "benchmarks.h2o_speed", "--tiny"], "time / SAC time", None),
+    ("offline_speed", "offline_speed.py", ["-m", "benchmarks.offline_speed", "--tiny"], "Unifloral IQL", None),
+    ("onpolicy_speed", "onpolicy_speed.py", ["-m", "benchmarks.onpolicy_speed", "--tiny"], "final eval return", None),
+    ("seed_scaling_sac", "seed_scaling.py", ["-m", "benchmarks.seed_scaling", "--tiny"], "time / time(1 seed)", None),
+    ("seed_scaling_ppo", "seed_scaling.py",
+     ["-m", "benchmarks.seed_scaling", "--tiny", "--algo", "ppo", "--env", "cartpole", "--total-steps", "1024"],
+     "time / time(1 seed)", None),
+    ("tabular_speed", "tabular_speed.py", ["-m", "benchmarks.tabular_speed", "--tiny"], "steps/s", None),
+    ("theory_speed", "theory_speed.py", ["-m", "benchmarks.theory_speed", "--tiny"], "steps/s", None),
+    ("run_all", "run_all.sh", ["bash", "benchmarks/run_all.sh", "{tmp}", "--tiny", "--skip", "rlpd,ppo"], "devices:",
+     None),
+]
+
+
+def test_every_script_has_a_tiny_run():
+    scripts = {p.name for p in BENCH.iterdir() if p.suffix in (".py", ".sh")} - NOT_SCRIPTS
+    assert scripts == {script for _, script, *_ in RUNS}
+
+
+def _env() -> dict:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHON=sys.executable, PYTHONPATH=str(ROOT))
+    cache = os.environ.get("HYBRID_RL_TEST_JAX_CACHE", os.path.expanduser("~/.cache/hybrid-rl/jax-tests"))
+    if cache:  # the test suite's persistent compilation cache: a second run reads the programs back
+        env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)  # tens of seconds idle, but minutes per compile on a 2-core CPU at load 30
+@pytest.mark.parametrize("name,script,command,expected,skip", RUNS, ids=[r[0] for r in RUNS])
+def test_script_runs_tiny(name, script, command, expected, skip, tmp_path):
+    if skip:
+        pytest.skip(skip)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    if argv[0] != "bash":
+        argv = [sys.executable] + argv
+    proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1400)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert expected in out, out[-3000:]
+    assert "Traceback" not in out and " failed: " not in out, out[-3000:]
+    if name == "anchors":
+        result = json.loads((tmp_path / "anchors.json").read_text())
+        pairs = {(r["pair"], r["seeds"]) for r in result["rows"]}
+        want = {("ppo", 1), ("ppo", 2), ("iql", 1), ("iql", 2)} | ({("sac", 1), ("sac", 2)} if HAS_REJAX else set())
+        assert pairs == want
+        for r in result["rows"]:
+            assert r["run_ratio_median"] > 0 and r["ours"]["run"]["threads"] > 0
+            if r["pair"] in ("ppo", "sac"):
+                assert np.isfinite(r["ours"]["final_return"]) and np.isfinite(r["anchor"]["final_return"])
+    if name in ("accelerator", "run_all"):
+        result = json.loads((tmp_path / "accelerator.json").read_text())
+        assert result["sweeps"] and all(r["run"]["median_s"] > 0 for r in result["sweeps"])
