@@ -221,3 +221,21 @@ def test_ctrl_c_stops_within_seconds_with_the_resume_command(tmp_path):
     assert proc.returncode == 130
     assert "Traceback" not in err and f"resume={run_dir}" in err, err
     assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_dataset_size_reports_what_was_delivered_and_why(tmp_path):
+    import types
+
+    from experiments.run import report_dataset_size
+    from hybrid_rl.datasets import write_d4rl_hdf5
+
+    data = {"observations": np.zeros((90, 3), np.float32), "actions": np.zeros((90, 1), np.float32),
+            "rewards": np.zeros(90, np.float32), "terminals": np.zeros(90, bool), "timeouts": np.zeros(90, bool)}
+    path = write_d4rl_hdf5(tmp_path / "d.hdf5", data, {"kind": "medium-replay"})
+    lines = []
+    report_dataset_size(str(path), types.SimpleNamespace(dataset_info={"num_transitions": 89}), 100, lines.append)
+    assert len(lines) == 1 and "dataset_size=100: delivered 89 transitions" in lines[0]
+    assert "holds 90 rows" in lines[0] and "medium-replay" in lines[0] and "no next observation" in lines[0]
+    lines.clear()
+    report_dataset_size(str(path), types.SimpleNamespace(dataset_info={"num_transitions": 90}), 90, lines.append)
+    assert lines == []

@@ -42,3 +42,45 @@ def test_tensorboard_mirror_and_unknown_logger(tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     with pytest.raises(ValueError, match="unknown logger"):
         run_logging.make_loggers(["nope"], tmp_path)
+
+
+def test_run_figure_is_titled_and_offline_runs_plot_their_losses(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    titles = []
+    original = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, **kwargs):
+        titles.extend(ax.get_title() for ax in fig.axes)
+        if fig._suptitle is not None:
+            titles.append(fig._suptitle.get_text())
+        return original(fig, path, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    run_logging.plot_run(_rows(), tmp_path / "eval.png", "sac on pendulum")
+    assert titles and titles[0].startswith("sac on pendulum: eval return")
+    offline = [{k: v for k, v in r.items() if k != "eval_return"} | {"env_steps": 0, "grad_steps": 50 * (r["chunk"] + 1),
+                                                                      "critic_loss": 1.0 + r["seed"], "actor_loss": -1.0}
+               for r in _rows()]
+    titles.clear()
+    run_logging.plot_run(offline, tmp_path / "losses.png", "iql on hopper-medium-v2")
+    assert (tmp_path / "losses.png").stat().st_size > 1000
+    assert "critic loss" in titles and "actor loss" in titles
+    assert any(t.startswith("iql on hopper-medium-v2: losses") for t in titles)
+
+
+def test_written_files_are_readable_by_the_group(tmp_path):
+    import os
+    import stat
+
+    from hybrid_rl.datasets import write_d4rl_hdf5
+
+    old = os.umask(0o022)
+    try:
+        data = {"observations": np.zeros((4, 2), np.float32), "actions": np.zeros((4, 1), np.float32),
+                "rewards": np.zeros(4, np.float32), "terminals": np.zeros(4, bool), "timeouts": np.zeros(4, bool)}
+        path = write_d4rl_hdf5(tmp_path / "d.hdf5", data)
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH, oct(mode)
