@@ -96,6 +96,8 @@ def test_markdown_table_ratio_and_returns():
 
 HAS_BRAX = importlib.util.find_spec("brax") is not None
 HAS_REJAX = importlib.util.find_spec("rejax") is not None
+HAS_MUJOCO = importlib.util.find_spec("mujoco") is not None
+HAS_SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
 
 # (test id, script file, command after the interpreter, text the output must contain, reason to skip or None)
 RUNS = [
@@ -112,6 +114,12 @@ RUNS = [
     ("seed_scaling_ppo", "seed_scaling.py",
      ["-m", "benchmarks.seed_scaling", "--tiny", "--algo", "ppo", "--env", "cartpole", "--total-steps", "1024"],
      "time / time(1 seed)", None),
+    ("mujoco_throughput", "mujoco_throughput.py",
+     ["-m", "benchmarks.mujoco_throughput", "--tasks", "hopper", "--rows", "1,8", "--steps", "20", "--no-eval"],
+     "env/raw", None if HAS_MUJOCO else "mujoco is not installed (the mujoco extra)"),
+    ("split_sweep", "split_sweep.py",
+     ["-m", "benchmarks.split_sweep", "--seeds", "2", "--jobs", "2", "--steps", "600", "--out", "{tmp}"],
+     "one run of 2 seeds", None if HAS_SUBMITIT else "hydra-submitit-launcher is not installed (the cluster extra)"),
     ("tabular_speed", "tabular_speed.py", ["-m", "benchmarks.tabular_speed", "--tiny"], "steps/s", None),
     ("theory_speed", "theory_speed.py", ["-m", "benchmarks.theory_speed", "--tiny"], "steps/s", None),
     ("run_all", "run_all.sh", ["bash", "benchmarks/run_all.sh", "{tmp}", "--tiny", "--skip", "rlpd,ppo"], "devices:",

@@ -9,8 +9,8 @@ import numpy as np
 import optax
 import pytest
 
+from algorithms import _tabular, ucbvi
 from algorithms import demo_regularized as dr
-from algorithms import ucbvi
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl import tabular
 
@@ -19,7 +19,7 @@ def _random_model(key, H=4, S=4, A=3):
     kp, kr = jax.random.split(key)
     P = jax.random.dirichlet(kp, jnp.ones(S), (H, S, A))
     R = jax.random.uniform(kr, (H, S, A))
-    return ucbvi.model_from_arrays(P, R, jnp.eye(S)[0], H)
+    return _tabular.model_from_arrays(P, R, jnp.eye(S)[0], H)
 
 
 def test_one_step_soft_backup_and_its_limits():
@@ -27,14 +27,14 @@ def test_one_step_soft_backup_and_its_limits():
     P = jnp.ones((1, 1, 3, 1))
     ref = jnp.array([[[0.5, 0.0, 0.5]]])  # action 1 outside the support
     for lam in (0.05, 0.5):
-        _, V, pi = ucbvi.optimistic_planning(P, r, jnp.zeros(()), lam, jnp.log(ref), clip=False)
+        _, V, pi = _tabular.optimistic_planning(P, r, jnp.zeros(()), lam, jnp.log(ref), clip=False)
         expected = lam * np.log(np.sum(np.array([0.5, 0.0, 0.5]) * np.exp(np.array([0.2, 0.9, 0.5]) / lam)))
         np.testing.assert_allclose(V[0, 0], expected, rtol=1e-5)
         w = np.array([0.5, 0.0, 0.5]) * np.exp(np.array([0.2, 0.9, 0.5]) / lam)
         np.testing.assert_allclose(pi[0, 0], w / w.sum(), atol=1e-6)
-    _, V0, _ = ucbvi.optimistic_planning(P, r, jnp.zeros(()), 1e-4, jnp.log(ref), clip=False)
+    _, V0, _ = _tabular.optimistic_planning(P, r, jnp.zeros(()), 1e-4, jnp.log(ref), clip=False)
     np.testing.assert_allclose(V0[0, 0], 0.5, atol=1e-3)  # max over the support, not 0.9
-    _, Vinf, piinf = ucbvi.optimistic_planning(P, r, jnp.zeros(()), 1e4, jnp.log(ref), clip=False)
+    _, Vinf, piinf = _tabular.optimistic_planning(P, r, jnp.zeros(()), 1e4, jnp.log(ref), clip=False)
     np.testing.assert_allclose(Vinf[0, 0], 0.35, atol=1e-3)  # E_ref[r]
     np.testing.assert_allclose(piinf[0, 0], ref[0, 0], atol=1e-4)
 
@@ -47,7 +47,7 @@ def test_regularised_evaluation_of_soft_optimum_and_inequality_star():
         m = _random_model(k_m)
         shape = (m.H, m.S, m.A)
         pi_ref = jax.nn.softmax(jax.random.normal(k_b, shape), -1)
-        _, Vsoft, pi_soft = ucbvi.optimistic_planning(m.P, m.R, jnp.zeros(()), lam, jnp.log(pi_ref), clip=False)
+        _, Vsoft, pi_soft = _tabular.optimistic_planning(m.P, m.R, jnp.zeros(()), lam, jnp.log(pi_ref), clip=False)
         _, Veval = tabular.finite_horizon_policy_evaluation(m.P, m.R, pi_soft, m.H, lam, pi_ref)
         v_lam = lambda pi: m.value(pi) - lam * dr.trajectory_kl(m, pi, pi_ref)  # noqa: E731
         pi_e = jax.nn.softmax(jax.random.normal(k_e, shape) * 3, -1)
@@ -98,7 +98,7 @@ def test_trajectory_kl_dp_matches_monte_carlo_and_decays_like_one_over_n():
     kl_state = (pi_e * (jnp.log(pi_e) - jnp.log(pi_ref))).sum(-1)  # (H, S)
 
     def mc(key):
-        s, _, _, _ = ucbvi.sample_episode(key, m, pi_e)
+        s, _, _, _ = _tabular.sample_episode(key, m, pi_e)
         return kl_state[jnp.arange(m.H), s].sum()
 
     samples = jax.jit(jax.vmap(mc))(jax.random.split(jax.random.key(7), 8000))
@@ -119,8 +119,8 @@ def test_stopping_statistic_vanishes_with_the_true_model_and_no_bonus():
     m = _random_model(jax.random.key(8))
     pi_ref = jax.nn.softmax(jax.random.normal(jax.random.key(9), (m.H, m.S, m.A)), -1)
     lam = 0.1
-    _, V_up, pi = ucbvi.optimistic_planning(m.P, m.R, jnp.zeros(()), lam, jnp.log(pi_ref), clip=False)
-    V_lo = ucbvi.lower_regularized_value(m.P, m.R, jnp.zeros(()), pi, jnp.log(pi_ref), lam)
+    _, V_up, pi = _tabular.optimistic_planning(m.P, m.R, jnp.zeros(()), lam, jnp.log(pi_ref), clip=False)
+    V_lo = _tabular.lower_regularized_value(m.P, m.R, jnp.zeros(()), pi, jnp.log(pi_ref), lam)
     np.testing.assert_allclose(V_up - V_lo, 0.0, atol=1e-5)
 
 
@@ -129,7 +129,7 @@ def test_cli_shaped_run_on_the_gridworld():
     spec = get_algorithm("demo_regularized")
     config = dr.Config(episodes=4, demos=20, expert="softmax")
     agent = spec.make(config, problem)
-    state, curve = jax.jit(lambda k: ucbvi.learning_curve(agent, k, default_hparams(spec, config), 4))(
+    state, curve = jax.jit(lambda k: _tabular.learning_curve(agent, k, default_hparams(spec, config), 4))(
         jax.random.key(0)
     )
     assert np.all(np.isfinite(np.asarray(curve))) and float(curve.min()) >= -1e-4
@@ -148,7 +148,7 @@ def test_demo_regularized_beats_bc_and_ucbvi_on_the_lock():
         spec = get_algorithm(name)
         agent = spec.make(config, problem)
         hp = default_hparams(spec, config)
-        return np.asarray(jax.jit(jax.vmap(lambda k: ucbvi.learning_curve(agent, k, hp, K)[1][-1]))(keys))
+        return np.asarray(jax.jit(jax.vmap(lambda k: _tabular.learning_curve(agent, k, hp, K)[1][-1]))(keys))
 
     demo = final("demo_regularized", dr.Config(episodes=K, demos=30))
     bc = final("bc_tabular", dr.BCConfig(episodes=K, demos=30))
@@ -166,7 +166,7 @@ def test_rlhf_reward_mle_ranks_the_optimal_policy_and_the_variant_runs():
     r_hat = dr.fit_reward(D, o, (model.H, model.S, model.A), 300, 0.05, 1e-3)
     assert float(r_hat.min()) >= 0.0 and float(r_hat.max()) <= 1.0
     # The learnt reward ranks pi* above the uniform policy that generated the pairs.
-    learnt = ucbvi.model_from_arrays(model.P, r_hat, model.mu0, model.H)
+    learnt = _tabular.model_from_arrays(model.P, r_hat, model.mu0, model.H)
     pi_star = model.Q_star.argmax(-1).astype(jnp.int32)
     assert float(learnt.value(pi_star)) > float(learnt.value(pi)) + 0.1
     # The variant runs end to end (reward never observed online). Whether it beats BC is not asserted: on
@@ -174,7 +174,7 @@ def test_rlhf_reward_mle_ranks_the_optimal_policy_and_the_variant_runs():
     spec = get_algorithm("demo_regularized_rlhf")
     config = dr.RLHFConfig(episodes=5, demos=30, pref_pairs=100, reward_steps=50)
     agent = spec.make(config, problem)
-    state, curve = jax.jit(lambda k: ucbvi.learning_curve(agent, k, default_hparams(spec, config), 5))(
+    state, curve = jax.jit(lambda k: _tabular.learning_curve(agent, k, default_hparams(spec, config), 5))(
         jax.random.key(1))
     assert np.all(np.isfinite(np.asarray(curve))) and float(state.r_sum.sum()) >= 0
     assert state.extra["r_hat"].shape == (model.H, model.S, model.A)
@@ -188,7 +188,7 @@ def test_log_linear_bc_and_the_linear_variant():
 
     @jax.jit
     def kl_of(key, mix):
-        s, a, _, _ = jax.vmap(lambda k: ucbvi.sample_episode(k, model, pi_e))(jax.random.split(key, 400))
+        s, a, _, _ = jax.vmap(lambda k: _tabular.sample_episode(k, model, pi_e))(jax.random.split(key, 400))
         kls = []
         for n in (20, 400):
             pi_bc = dr.fit_log_linear_bc(phi, s[:n], a[:n], 1e-3, mix, 200, 0.1)
@@ -203,5 +203,5 @@ def test_log_linear_bc_and_the_linear_variant():
     spec = get_algorithm("demo_regularized_linear")
     config = dr.LinearConfig(episodes=5, demos=20, bc_steps=50)
     agent = spec.make(config, problem)
-    _, curve = jax.jit(lambda k: ucbvi.learning_curve(agent, k, default_hparams(spec, config), 5))(jax.random.key(1))
+    _, curve = jax.jit(lambda k: _tabular.learning_curve(agent, k, default_hparams(spec, config), 5))(jax.random.key(1))
     assert np.all(np.isfinite(np.asarray(curve))) and float(curve.min()) >= -1e-4

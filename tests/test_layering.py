@@ -95,6 +95,8 @@ def test_the_import_graph_has_no_circle():
         for d in sorted(g.get(m, ())):
             if d not in g:
                 continue
+            if d == m:  # a script importing its own module by name (experiments.run) is no circle
+                continue
             if state.get(d) == 1:
                 raise AssertionError("import circle: " + " -> ".join(stack[stack.index(d):] + [d]))
             if d not in state:

@@ -7,14 +7,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algorithms import lsvi_ucb, ucbvi
+from algorithms import _tabular, lsvi_ucb, ucbvi
 from algorithms import optimistic_ac as oac
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 
 def _random_episodes(key, model, n):
     pi = jnp.full((model.H, model.S, model.A), 1.0 / model.A)
-    return jax.vmap(lambda k: ucbvi.sample_episode(k, model, pi))(jax.random.split(key, n))
+    return jax.vmap(lambda k: _tabular.sample_episode(k, model, pi))(jax.random.split(key, n))
 
 
 def test_onehot_features_reproduce_the_tabular_empirical_backup():
@@ -26,13 +26,13 @@ def test_onehot_features_reproduce_the_tabular_empirical_backup():
     def body(i, carry):
         stats, n_sas, r_sum = carry
         return (lsvi_ucb.add_to_stats(stats, phi, s[i], a[i], r[i], s2[i]),
-                *ucbvi.add_episode(n_sas, r_sum, s[i], a[i], r[i], s2[i]))
+                *_tabular.add_episode(n_sas, r_sum, s[i], a[i], r[i], s2[i]))
 
     init = (lsvi_ucb.init_stats(H, S * A, S), jnp.zeros((H, S, A, S)), jnp.zeros((H, S, A)))
     stats, n_sas, r_sum = jax.jit(lambda c: jax.lax.fori_loop(0, 200, body, c))(init)
     Q, V = lsvi_ucb.lsvi(stats, phi, 0.0, 1e-6, clip="H")
-    p_hat, r_hat, n = ucbvi.empirical_model(n_sas, r_sum, unvisited="zero")
-    Qt, Vt, _ = ucbvi.optimistic_planning(p_hat, r_hat, jnp.zeros(()), clip=False)
+    p_hat, r_hat, n = _tabular.empirical_model(n_sas, r_sum, unvisited="zero")
+    Qt, Vt, _ = _tabular.optimistic_planning(p_hat, r_hat, jnp.zeros(()), clip=False)
     visited = np.asarray(n) > 0
     np.testing.assert_allclose(np.asarray(Q)[visited], np.asarray(Qt)[visited], atol=1e-3)
     # Per-step weights: the values depend on the remaining horizon, so Q_0 != Q_{H-1}.
@@ -71,7 +71,7 @@ def test_lsvi_ucb_learns_the_low_rank_lock():
     config = lsvi_ucb.Config(episodes=300, features="lowrank", beta_scale=0.01)
     agent = spec.make(config, problem)
     hp = default_hparams(spec, config)
-    curve = jax.jit(jax.vmap(lambda k: ucbvi.learning_curve(agent, k, hp, 300, "regret_increment")[1]))(
+    curve = jax.jit(jax.vmap(lambda k: _tabular.learning_curve(agent, k, hp, 300, "regret_increment")[1]))(
         jax.random.split(jax.random.key(0), 4))
     curve = np.asarray(curve)
     assert curve[:, :20].mean() > 0.9 and curve[:, -50:].mean() < 0.1, (curve[:, :20].mean(), curve[:, -50:].mean())

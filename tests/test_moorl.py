@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import moorl, sac
+from algorithms import _sac_core, moorl, sac
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import Runner, RunSettings
 from hybrid_rl.types import Transition
@@ -60,8 +60,8 @@ def test_eta_one_k_one_is_the_alternating_sac_update(setup, layer_norm):
     @jax.jit
     def alternating_sac(s):  # SAC's own pieces, the same key split: critic (+ Polyak), then actor and alpha
         k_critic, k_actor = jax.random.split(key)
-        s, _ = sac.update_critic(s, k_critic, batch, config)
-        s, _ = sac.update_actor_and_temperature(s, k_actor, batch.obs, target_entropy, config)
+        s, _ = _sac_core.update_critic(s, k_critic, batch, config)
+        s, _ = _sac_core.update_actor_and_temperature(s, k_actor, batch.obs, target_entropy, config)
         return s
 
     plain = alternating_sac(state)

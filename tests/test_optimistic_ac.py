@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from algorithms import _tabular, ucbvi
 from algorithms import optimistic_ac as oac
-from algorithms import ucbvi
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 SPEC = get_algorithm("optimistic_ac")
@@ -19,7 +19,7 @@ def _random_model(key, H=3, S=3, A=2):
     kp, kr = jax.random.split(key)
     P = jax.random.dirichlet(kp, jnp.ones(S), (H, S, A))
     R = jax.random.uniform(kr, (H, S, A))
-    return ucbvi.model_from_arrays(P, R, jnp.eye(S)[0], H)
+    return _tabular.model_from_arrays(P, R, jnp.eye(S)[0], H)
 
 
 def _run(config, model, seeds=4):

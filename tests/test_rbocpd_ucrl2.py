@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from algorithms import rbocpd_ucrl2, ucrl2  # noqa: F401  (registers them)
+from algorithms import _ucrl2, rbocpd_ucrl2, ucrl2  # noqa: F401  (registers them)
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 
 
@@ -21,7 +21,7 @@ def curves(name, prob, num_seeds, num_steps, stride=500, **overrides):
     config = spec.config_cls(total_steps=num_steps, **overrides)
     agent = spec.make(config, prob)
     hp = default_hparams(spec, config)
-    run = jax.jit(jax.vmap(lambda k: ucrl2.regret_curve(agent, k, hp, num_steps, stride)))
+    run = jax.jit(jax.vmap(lambda k: _ucrl2.regret_curve(agent, k, hp, num_steps, stride)))
     return run(jax.random.split(jax.random.key(0), num_seeds))
 
 

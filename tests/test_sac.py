@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import sac
+from algorithms import _sac_core, sac
 from hybrid_rl.types import Transition
 
 
@@ -38,11 +38,11 @@ def test_soft_target_hand_computed():
     next_q = jnp.array([[2.0, 4.0, 6.0], [3.0, 1.0, 5.0]])  # (E=2, B=3)
     critic = _fake(lambda p, obs, a: next_q)
     alpha = 0.2
-    y = sac.soft_target(jax.random.key(0), BATCH, actor, critic, None, jnp.log(alpha), 0.9, 2, True)
+    y = _sac_core.soft_target(jax.random.key(0), BATCH, actor, critic, None, jnp.log(alpha), 0.9, 2, True)
     # min over critics: [2, 1, 5]; soft value: min - alpha * logp = [1.9, 0.9, 5.2]
     expected = np.array([1.0 + 0.9 * 1.9, 0.0, -1.0 + 0.9 * 5.2])
     np.testing.assert_allclose(y, expected, rtol=1e-6)
-    y_no_entropy = sac.soft_target(jax.random.key(0), BATCH, actor, critic, None, jnp.log(alpha), 0.9, 2, False)
+    y_no_entropy = _sac_core.soft_target(jax.random.key(0), BATCH, actor, critic, None, jnp.log(alpha), 0.9, 2, False)
     np.testing.assert_allclose(y_no_entropy, [1.0 + 0.9 * 2.0, 0.0, -1.0 + 0.9 * 5.0], rtol=1e-6)
 
 
@@ -53,7 +53,7 @@ def test_soft_target_random_subset_is_a_min_over_a_pair_of_members():
     batch = BATCH.replace(reward=jnp.zeros(3), terminated=jnp.zeros(3, bool))
     values = set()
     for seed in range(20):
-        y = sac.soft_target(jax.random.key(seed), batch, actor, critic, None, 0.0, 1.0, 2, False)
+        y = _sac_core.soft_target(jax.random.key(seed), batch, actor, critic, None, 0.0, 1.0, 2, False)
         assert np.allclose(y, y[0])
         values.add(float(y[0]))
     # the min of 2 distinct members out of 0..9 is never 9 and varies across draws
@@ -64,7 +64,7 @@ def test_critic_loss_hand_computed():
     q = jnp.array([[1.0, 2.0, 3.0], [0.0, 2.0, 5.0]])
     critic = _fake(lambda p, obs, a: q * p)
     target = jnp.array([1.0, 1.0, 1.0])
-    loss, _ = sac.critic_loss(1.0, critic, BATCH, target)
+    loss, _ = _sac_core.critic_loss(1.0, critic, BATCH, target)
     # squared errors: [0, 1, 4] and [1, 1, 16] -> mean 23/6
     np.testing.assert_allclose(loss, 23.0 / 6.0, rtol=1e-6)
 
@@ -73,19 +73,19 @@ def test_actor_loss_min_and_mean():
     actor = _fake(lambda p, obs: _FixedDist(jnp.zeros((2, 1)), jnp.array([-1.0, 1.0])))
     critic = _fake(lambda p, obs, a: jnp.array([[1.0, 4.0], [3.0, 2.0]]), params=None)
     alpha = 0.5
-    loss_min, _ = sac.actor_loss(None, jax.random.key(0), actor, critic, jnp.zeros((2, 1)), jnp.log(alpha), "min")
+    loss_min, _ = _sac_core.actor_loss(None, jax.random.key(0), actor, critic, jnp.zeros((2, 1)), jnp.log(alpha), "min")
     np.testing.assert_allclose(loss_min, np.mean([0.5 * -1 - 1.0, 0.5 * 1 - 2.0]), rtol=1e-6)
-    loss_mean, _ = sac.actor_loss(None, jax.random.key(0), actor, critic, jnp.zeros((2, 1)), jnp.log(alpha), "mean")
+    loss_mean, _ = _sac_core.actor_loss(None, jax.random.key(0), actor, critic, jnp.zeros((2, 1)), jnp.log(alpha), "mean")
     np.testing.assert_allclose(loss_mean, np.mean([-0.5 - 2.0, 0.5 - 3.0]), rtol=1e-6)
 
 
 def test_temperature_rises_when_entropy_is_below_target():
     target_entropy = -1.0
     low_entropy_log_prob = jnp.array([2.0, 3.0])  # entropy ~ -2.5 < -1
-    grad = jax.grad(sac.temperature_loss)(jnp.float32(0.0), low_entropy_log_prob, target_entropy)
+    grad = jax.grad(_sac_core.temperature_loss)(jnp.float32(0.0), low_entropy_log_prob, target_entropy)
     assert grad < 0  # gradient descent increases log alpha
     high_entropy_log_prob = jnp.array([-3.0, -2.0])
-    assert jax.grad(sac.temperature_loss)(jnp.float32(0.0), high_entropy_log_prob, target_entropy) > 0
+    assert jax.grad(_sac_core.temperature_loss)(jnp.float32(0.0), high_entropy_log_prob, target_entropy) > 0
 
 
 def test_config_errors_are_clear():

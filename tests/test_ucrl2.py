@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import sw_ucrl2, ucrl2, ucrl2_restarts  # noqa: F401  (sw_ucrl2: registers it)
+from algorithms import _ucrl2, sw_ucrl2, ucrl2, ucrl2_restarts  # noqa: F401  (sw_ucrl2: registers it)
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl import tabular
 from hybrid_rl.runner import Runner, RunSettings
@@ -28,7 +28,7 @@ def curves(name, prob, num_seeds, num_steps, stride=500, **overrides):
     config = spec.config_cls(total_steps=num_steps, **overrides)
     agent = spec.make(config, prob)
     hp = default_hparams(spec, config)
-    run = jax.jit(jax.vmap(lambda k: ucrl2.regret_curve(agent, k, hp, num_steps, stride)))
+    run = jax.jit(jax.vmap(lambda k: _ucrl2.regret_curve(agent, k, hp, num_steps, stride)))
     return run(jax.random.split(jax.random.key(0), num_seeds))
 
 
@@ -36,18 +36,18 @@ def test_plausible_set_on_hand_checked_counts():
     n_sas = jnp.array([[[0, 0], [3, 1]], [[2, 2], [0, 0]]], jnp.int32)  # S = A = 2
     n_sa = n_sas.sum(-1)
     r_sum = jnp.array([[0.0, 3.0], [1.0, 0.0]])
-    r_hat, p_hat, d_r, d_p = ucrl2.plausible_set(n_sa, n_sas, r_sum, 100.0, 0.05, 1.0)
+    r_hat, p_hat, d_r, d_p = _ucrl2.plausible_set(n_sa, n_sas, r_sum, 100.0, 0.05, 1.0)
     np.testing.assert_allclose(r_hat, [[0.0, 0.75], [0.25, 0.0]])
     np.testing.assert_allclose(p_hat, [[[0.5, 0.5], [0.75, 0.25]], [[0.5, 0.5], [0.5, 0.5]]])
     n = np.array([[1, 4], [4, 1]], float)  # max(1, N)
     np.testing.assert_allclose(d_r, np.sqrt(7 * math.log(2 * 2 * 2 * 100 / 0.05) / (2 * n)), rtol=1e-6)
     np.testing.assert_allclose(d_p, np.sqrt(14 * 2 * math.log(2 * 2 * 100 / 0.05) / n), rtol=1e-6)
     # The confidence multiplier scales both radii.
-    _, _, d_r2, d_p2 = ucrl2.plausible_set(n_sa, n_sas, r_sum, 100.0, 0.05, 0.5)
+    _, _, d_r2, d_p2 = _ucrl2.plausible_set(n_sa, n_sas, r_sum, 100.0, 0.05, 0.5)
     np.testing.assert_allclose(d_r2, 0.5 * d_r, rtol=1e-6)
     np.testing.assert_allclose(d_p2, 0.5 * d_p, rtol=1e-6)
-    assert float(ucrl2.evi_eps(400, 0.0)) == pytest.approx(0.05)
-    assert float(ucrl2.evi_eps(400, 0.01)) == pytest.approx(0.01)
+    assert float(_ucrl2.evi_eps(400, 0.0)) == pytest.approx(0.05)
+    assert float(_ucrl2.evi_eps(400, 0.01)) == pytest.approx(0.01)
 
 
 def test_doubling_rule_on_hand_checked_counts():
@@ -56,7 +56,7 @@ def test_doubling_rule_on_hand_checked_counts():
     for v01, v10, s, expected in [(3, 0, 0, False), (4, 0, 0, True), (5, 0, 0, True), (0, 0, 1, False),
                                   (0, 1, 1, True)]:  # N_k = 0 -> the first visit ends the episode (max(1, N))
         v_k = jnp.zeros((2, 2), jnp.int32).at[0, 1].set(v01).at[1, 0].set(v10)
-        assert bool(ucrl2.doubling_rule(v_k, n_k, s, policy)) == expected, (v01, v10, s)
+        assert bool(_ucrl2.doubling_rule(v_k, n_k, s, policy)) == expected, (v01, v10, s)
 
 
 def test_masked_evi_matches_tabular_evi_and_skips_inactive_seeds():
@@ -70,11 +70,11 @@ def test_masked_evi_matches_tabular_evi_and_skips_inactive_seeds():
     ref = tabular.extended_value_iteration(p_hat, r_hat, d_p, d_r, eps=1e-3, u0=u0)
 
     def run(active):
-        return ucrl2.masked_evi(active, p_hat, r_hat, d_p, d_r, 1e-3, u0, 1000, 1.0)
+        return _ucrl2.masked_evi(active, p_hat, r_hat, d_p, d_r, 1e-3, u0, 1000, 1.0)
 
     bias, q, sweeps, converged = jax.jit(jax.vmap(run))(jnp.array([True, False]))
     np.testing.assert_allclose(bias[0], ref.bias, atol=1e-6)
-    np.testing.assert_array_equal(ucrl2.greedy(q[0]), ref.policy)
+    np.testing.assert_array_equal(_ucrl2.greedy(q[0]), ref.policy)
     assert int(sweeps[0]) == int(ref.num_iters) and bool(converged[0])
     np.testing.assert_array_equal(bias[1], u0)  # the inactive seed is untouched and ran no sweep
     assert int(sweeps[1]) == 0
@@ -82,10 +82,10 @@ def test_masked_evi_matches_tabular_evi_and_skips_inactive_seeds():
 
 def test_random_tie_breaking_picks_uniformly_among_maximisers():
     q = jnp.array([[1.0, 1.0, 0.5], [0.0, 2.0, 2.0 - 1e-9]])
-    picks = jax.vmap(lambda k: ucrl2.greedy(q, k))(jax.random.split(jax.random.key(0), 400))
+    picks = jax.vmap(lambda k: _ucrl2.greedy(q, k))(jax.random.split(jax.random.key(0), 400))
     assert set(np.unique(picks[:, 0])) == {0, 1} and set(np.unique(picks[:, 1])) == {1, 2}
     assert 0.4 < float((picks[:, 0] == 0).mean()) < 0.6
-    np.testing.assert_array_equal(ucrl2.greedy(q), [0, 1])  # no key: the first maximiser
+    np.testing.assert_array_equal(_ucrl2.greedy(q), [0, 1])  # no key: the first maximiser
 
 
 def test_jaksch_restart_schedule_and_its_run():
