@@ -386,6 +386,9 @@ def remove_empty_run_dir(path: pathlib.Path) -> None:
         path = path.parent
 
 
+_WAKEUP_SOCKETS: list = []
+
+
 def stop_on_ctrl_c(out_dir: pathlib.Path) -> None:
     """Ctrl-C stops the run within a fraction of a second, even while a compiled chunk or a compilation holds
     the main thread (a Python signal handler would wait for it): the C-level handler wakes a watcher thread
@@ -399,6 +402,7 @@ def stop_on_ctrl_c(out_dir: pathlib.Path) -> None:
         return
     reader, writer = socket.socketpair()
     writer.setblocking(False)
+    _WAKEUP_SOCKETS.append((reader, writer))  # keep both open for the life of the process (the fd is used by C)
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     signal.signal(signal.SIGINT, lambda *_: None)  # the watcher acts; no KeyboardInterrupt traceback
 
