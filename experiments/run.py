@@ -409,8 +409,12 @@ def stop_on_ctrl_c(out_dir: pathlib.Path) -> None:
     def watch():
         # The wakeup fd receives the number of every signal that has a Python handler (a library's SIGTERM
         # or SIGCHLD handler too): act on SIGINT only.
-        while reader.recv(1) != bytes([signal.SIGINT]):
-            pass
+        while True:
+            byte = reader.recv(1)
+            if not byte:  # the socket was closed: nothing more can arrive
+                return
+            if byte == bytes([signal.SIGINT]):
+                break
         if has_checkpoint(out_dir):
             write_status(out_dir, "interrupted", resume=f"python -m experiments.run resume={out_dir}")
             line = f"interrupted: resume with  python -m experiments.run resume={out_dir}"
