@@ -283,8 +283,8 @@ def _has_checkpoint(out_dir: pathlib.Path, cfg: DictConfig) -> bool:
     """Whether ``out_dir`` holds a checkpoint of this very run (same config.yaml). A job that the scheduler
     preempted or timed out is started again in its own directory (submitit's requeue), and continues from
     there; a directory holding a different run is an error rather than a silent mix of two runs."""
-    saved, checkpoints = out_dir / "config.yaml", out_dir / "checkpoints"
-    if not saved.exists() or not checkpoints.is_dir() or not any(p.name.isdigit() for p in checkpoints.iterdir()):
+    saved = out_dir / "config.yaml"
+    if not saved.exists() or not has_checkpoint(out_dir):
         return False
     previous = OmegaConf.load(saved)
     # config.yaml records the values the run used (the budget applied, a dataset file's env chosen): compare
@@ -317,6 +317,7 @@ def main(cfg: DictConfig) -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
     resume = cfg.resume is not None
+    out_dir = None
     try:
         multi_process = distributed.initialize(cfg.get("coordinator"), cfg.get("num_processes"),
                                                cfg.get("process_id"))
@@ -346,7 +347,7 @@ def main(cfg: DictConfig) -> None:
         train_from_config(cfg, out_dir, resume=resume, log=log, env_given=env_given)
     except (UserError, DatasetError, ValueError, KeyError, FileNotFoundError, FloatingPointError, ImportError) as err:
         message = _one_line_error(err)
-        if not resume:
+        if not resume and out_dir is not None:
             settle_failed_run(out_dir, "failed", message)
         print(message, file=sys.stderr)
         sys.exit(2)
