@@ -55,7 +55,8 @@ def resolve_dataset(cfg: DictConfig, env_name: str, env_kwargs: dict, log=print)
     kind = str(dataset).replace("_", "-")
     if kind in KINDS and not pathlib.Path(dataset).exists():
         log(f"dataset: {kind} data for {env_name} ({cfg.dataset_size} transitions) from the builder (cached)")
-        options = OmegaConf.to_container(cfg.get("dataset_options") or {}, resolve=True)
+        options = cfg.get("dataset_options")
+        options = OmegaConf.to_container(options, resolve=True) if options else {}  # an empty node is falsy
         path = get_or_build_dataset(
             env_name, kind, int(cfg.dataset_size), seed=int(cfg.seed), env_kwargs=env_kwargs or None,
             data_dir=cfg.data_dir, **options,

@@ -32,3 +32,20 @@ def test_dataset_options_reach_the_builder_and_unknown_ones_are_one_line(tmp_pat
         resolve_dataset(cfg, "pendulum", {}, log=lambda _: None)
     message = _one_line_error(err.value)
     assert "\n" not in message and "unknown dataset option(s) ['bogus']" in message
+
+
+def test_a_builder_kind_without_options_reaches_the_builder(tmp_path, monkeypatch):
+    """The common case: ``dataset=medium`` and no dataset_options (an empty node, which is falsy)."""
+    from experiments import dataset_builder
+    from experiments.run import resolve_dataset
+
+    seen = {}
+
+    def fake_build(env, kind, size, **kwargs):
+        seen.update(env=env, kind=kind, size=size, **kwargs)
+        return tmp_path / "built.hdf5"
+
+    monkeypatch.setattr(dataset_builder, "get_or_build_dataset", fake_build)
+    cfg = _compose("algo=iql", "env=pendulum", "dataset=medium", "dataset_size=1234", f"data_dir={tmp_path}")
+    assert resolve_dataset(cfg, "pendulum", {}, log=lambda _: None) == str(tmp_path / "built.hdf5")
+    assert seen["kind"] == "medium" and seen["size"] == 1234 and seen["env"] == "pendulum"
