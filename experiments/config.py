@@ -23,10 +23,11 @@ class EnvNode:
     kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _mutable_copy(config_cls: type, name: str) -> type:
-    """A writable dataclass with ``config_cls``'s fields and defaults (Hydra nodes must be writable)."""
+def _mutable_copy(config_cls: type, name: str, leading: tuple = ()) -> type:
+    """A writable dataclass with ``config_cls``'s fields and defaults (Hydra nodes must be writable), tuples
+    as lists; ``leading`` are ``(name, type, field)`` entries put first."""
     hints = typing.get_type_hints(config_cls)
-    fields = []
+    fields = list(leading)
     for f in dataclasses.fields(config_cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if isinstance(default, tuple):
@@ -34,6 +35,13 @@ def _mutable_copy(config_cls: type, name: str) -> type:
         else:
             fields.append((f.name, hints[f.name], dataclasses.field(default=default)))
     return dataclasses.make_dataclass(name, fields)
+
+
+def config_from_values(config_cls: type, values: dict):
+    """``config_cls(**values)`` from a node's container: lists become tuples where the field is a tuple."""
+    hints = typing.get_type_hints(config_cls)
+    return config_cls(**{k: tuple(v) if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple else v
+                         for k, v in values.items()})
 
 
 def _idm_node():
@@ -92,15 +100,8 @@ class RunConfig:
 
 def _node_class(name: str, config_cls: type) -> type:
     """A mutable copy of ``config_cls`` with a leading ``name`` field (Hydra nodes must be writable)."""
-    hints = typing.get_type_hints(config_cls)
-    fields = [("name", str, dataclasses.field(default=name))]
-    for f in dataclasses.fields(config_cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if isinstance(default, tuple):
-            fields.append((f.name, hints[f.name], dataclasses.field(default_factory=lambda d=default: list(d))))
-        else:
-            fields.append((f.name, hints[f.name], dataclasses.field(default=default)))
-    return dataclasses.make_dataclass(f"{config_cls.__module__.split('.')[-1]}_{name}_node", fields)
+    return _mutable_copy(config_cls, f"{config_cls.__module__.split('.')[-1]}_{name}_node",
+                         leading=(("name", str, dataclasses.field(default=name)),))
 
 
 def algo_config_from_node(node) -> tuple[str, Any]:
@@ -109,12 +110,7 @@ def algo_config_from_node(node) -> tuple[str, Any]:
 
     values = OmegaConf.to_container(node, resolve=True)
     name = values.pop("name")
-    spec = get_algorithm(name)
-    hints = typing.get_type_hints(spec.config_cls)
-    for key, value in values.items():
-        if isinstance(value, list) and typing.get_origin(hints.get(key)) is tuple:
-            values[key] = tuple(value)
-    return name, spec.config_cls(**values)
+    return name, config_from_values(get_algorithm(name).config_cls, values)
 
 
 def help_template() -> str:

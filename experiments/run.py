@@ -117,13 +117,15 @@ def report_dataset_size(path: str, problem, requested: int, log=print) -> None:
     """One line when a built dataset does not hold the ``dataset_size`` transitions asked for, and why."""
     from hybrid_rl.datasets import load_d4rl_hdf5
 
-    raw = load_d4rl_hdf5(path)
-    rows = int(len(raw["rewards"]))
-    loaded = int(problem.dataset_info.get("num_transitions", rows))
+    info = problem.dataset_info
+    raw = None if "num_rows" in info else load_d4rl_hdf5(path)  # the loaded problem already counted them
+    rows = int(info["num_rows"]) if raw is None else int(len(raw["rewards"]))
+    loaded = int(info.get("num_transitions", rows))
     if rows == requested and loaded == requested:
         return
     why = []
     if rows != requested:
+        raw = load_d4rl_hdf5(path) if raw is None else raw
         kind = str(raw.get("metadata/kind", ""))
         why.append(f"the file holds {rows} rows" + (
             " (medium-replay is the training run's buffer up to the medium policy, which was shorter)"
@@ -211,24 +213,14 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
                            OmegaConf.to_container(cfg, resolve=True))
     runner = Runner(agent, problem, default_hparams(spec, config), settings, out_dir=out_dir, log_fn=log,
                     on_rows=tuple(mirrors))
-    import jax
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    from hybrid_rl.logging import make_loggers
-
-    mirrors = make_loggers(list(cfg.get("loggers", [])) if jax.process_index() == 0 else [], out_dir,
-                           OmegaConf.to_container(cfg, resolve=True))
-    runner = Runner(agent, problem, default_hparams(spec, config), settings, out_dir=out_dir, log_fn=log,
-                    on_rows=tuple(mirrors))
     log(
         f"{algo_name} on {env_name}: {settings.num_seeds} seed(s) x {runner.num_hp} hparam point(s) in one "
         f"program on {len(jax.devices())} {jax.devices()[0].platform} device(s); outputs in {out_dir}"
     )
     t0 = time.perf_counter()
     _, summary = runner.run(resume=resume)
-    write_status(out_dir, "complete")
+    if primary:
+        write_status(out_dir, "complete")
     log(f"done in {time.perf_counter() - t0:.1f} s")
     for h, entry in summary.items():
         swept = ", ".join(f"{k[3:]}={v:g}" for k, v in entry.items() if k.startswith("hp."))
@@ -269,15 +261,10 @@ def _action_free_agent(cfg, spec, config, problem, dataset, env_name, env_kwargs
 
 
 def _idm_config(node):
-    import typing
-
     from algorithms.action_free import IDMConfig
+    from experiments.config import config_from_values
 
-    values = OmegaConf.to_container(node, resolve=True)
-    hints = typing.get_type_hints(IDMConfig)
-    values = {k: tuple(v) if isinstance(v, list) and typing.get_origin(hints.get(k)) is tuple else v
-              for k, v in values.items()}
-    return "idm", IDMConfig(**values)
+    return "idm", config_from_values(IDMConfig, OmegaConf.to_container(node, resolve=True))
 
 
 def _has_checkpoint(out_dir: pathlib.Path, cfg: DictConfig) -> bool:

@@ -74,8 +74,6 @@ SMALL_FIELDS: dict[str, Any] = {
     "pref_pairs": 4,
     "bc_steps": 4,
     "reward_steps": 4,
-    "num_actions_sampled": 2,
-    "cql_num_samples": 2,
     "buffer_size": 64,
     "num_tasks": 2,
     "groups": 2,

@@ -110,7 +110,7 @@ def load_dataset_for(problem: Problem, path: str | pathlib.Path, raw: Optional[d
         data = data.replace(action=problem.from_env_action(data.action.reshape(-1, problem.action_dim)))
     else:
         data = data.replace(action=data.action.reshape(-1).astype(jnp.int32))
-    info = {"path": str(path), "num_transitions": int(data.reward.shape[0])}
+    info = {"path": str(path), "num_transitions": int(data.reward.shape[0]), "num_rows": int(len(raw["rewards"]))}
     refs = d4rl.reference_returns_from_metadata(raw)
     task = problem.spec.d4rl_name or d4rl.infer_d4rl_task(path)
     if refs is None and task is not None and d4rl.d4rl_family(task) is not None:
