@@ -65,6 +65,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax.scipy.special import xlogy
 
+from algorithms import _linear
 from algorithms._tabular import (
     TabularModel,
     bonus,
@@ -344,9 +345,7 @@ class LinearDemoState:
 
 
 def make_linear(config: LinearConfig, problem: Problem) -> Agent:
-    from algorithms import _linear as lsvi_ucb
-
-    model, phi = lsvi_ucb.linear_setup(problem, config.features, "demo_regularized_linear")
+    model, phi = _linear.linear_setup(problem, config.features, "demo_regularized_linear")
     H, S, K = model.H, model.S, config.episodes
     d = phi.shape[-1]
     v_star = model.v_star
@@ -360,16 +359,16 @@ def make_linear(config: LinearConfig, problem: Problem) -> Agent:
         s, a, _, _ = jax.vmap(lambda k: sample_episode(k, model, pi_e))(jax.random.split(k_demo, config.demos))
         pi_bc = fit_log_linear_bc(phi, s, a, hparams["bc_l2"], hparams["bc_mix"], config.bc_steps, config.bc_lr)
         extra = {"bc_kl": trajectory_kl(model, pi_e, pi_bc), "bc_suboptimality": v_star - model.value(pi_bc)}
-        return LinearDemoState(key=key, stats=lsvi_ucb.init_stats(H, d, S), log_ref=jnp.log(pi_bc),
+        return LinearDemoState(key=key, stats=_linear.init_stats(H, d, S), log_ref=jnp.log(pi_bc),
                                episode=jnp.int32(0), regret=jnp.float32(0.0), extra=extra, hparams=hparams)
 
     def plans(state):
         hp = state.hparams
         lam = lam_of(hp)
-        Q, V = lsvi_ucb.lsvi(state.stats, phi, lsvi_ucb.confidence_radius(hp, d, H, K), hp["reg"], "step", lam,
+        Q, V = _linear.lsvi(state.stats, phi, _linear.confidence_radius(hp, d, H, K), hp["reg"], "step", lam,
                              state.log_ref)
         pi_play = jax.nn.softmax(state.log_ref + Q / lam, -1)
-        Q0, _ = lsvi_ucb.lsvi(state.stats, phi, 0.0, hp["reg"], "step", lam, state.log_ref)
+        Q0, _ = _linear.lsvi(state.stats, phi, 0.0, hp["reg"], "step", lam, state.log_ref)
         return pi_play, jax.nn.softmax(state.log_ref + Q0 / lam, -1), model.mu0 @ V[0]
 
     def iteration(state):
@@ -377,7 +376,7 @@ def make_linear(config: LinearConfig, problem: Problem) -> Agent:
         key, k_ep = jax.random.split(state.key)
         s, a, r, s2 = sample_episode(k_ep, model, pi_play)
         regret_inc = v_star - model.value(pi_play)
-        state = state.replace(key=key, stats=lsvi_ucb.add_to_stats(state.stats, phi, s, a, r, s2),
+        state = state.replace(key=key, stats=_linear.add_to_stats(state.stats, phi, s, a, r, s2),
                               episode=state.episode + 1, regret=state.regret + regret_inc)
         return state, {"suboptimality": v_star - model.value(pi_rec), "regret_increment": regret_inc,
                        "cumulative_regret": state.regret, "optimistic_value": v_up, "episode_return": r.sum(),

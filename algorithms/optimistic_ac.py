@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from algorithms import _linear
 from algorithms._tabular import (
     BONUSES,
     TabularModel,
@@ -217,7 +218,7 @@ LINEAR_TRACED = ("offline_eps", "beta_scale", "p", "reg", "eta")
 @struct.dataclass
 class LinearACState:
     key: jax.Array
-    stats: Any  # lsvi_ucb.LinearStats (offline + online)
+    stats: Any  # _linear.LinearStats (offline + online)
     critic: jax.Array  # (H, S, A) f^k
     logdet_at_switch: jax.Array  # (H,) log det Lambda_h at the last switch
     t_switch: jax.Array
@@ -234,8 +235,6 @@ def log_dets(stats, reg) -> jax.Array:
 
 
 def make_linear_agent(config: LinearConfig, model: TabularModel, phi: jax.Array) -> Agent:
-    from algorithms import _linear as lsvi_ucb
-
     if config.eta_rule not in ETA_RULES:
         raise ValueError(f"eta_rule must be one of {ETA_RULES}, got {config.eta_rule!r}")
     if config.switching not in SWITCHING:
@@ -247,13 +246,13 @@ def make_linear_agent(config: LinearConfig, model: TabularModel, phi: jax.Array)
 
     def init(key, hparams):
         k_off, key = jax.random.split(key)
-        stats = lsvi_ucb.init_stats(H, d, S)
+        stats = _linear.init_stats(H, d, S)
         if config.offline_episodes > 0:
             beta = behaviour_policy(model, hparams["offline_eps"])
             eps = jax.vmap(lambda k: sample_episode(k, model, beta))(jax.random.split(k_off, config.offline_episodes))
             stats = jax.lax.fori_loop(
                 0, config.offline_episodes,
-                lambda i, st: lsvi_ucb.add_to_stats(st, phi, *jax.tree.map(lambda x: x[i], eps)), stats,
+                lambda i, st: _linear.add_to_stats(st, phi, *jax.tree.map(lambda x: x[i], eps)), stats,
             )
         return LinearACState(
             key=key, stats=stats, critic=jnp.zeros((H, S, A)), logdet_at_switch=jnp.zeros((H,)),
@@ -271,8 +270,8 @@ def make_linear_agent(config: LinearConfig, model: TabularModel, phi: jax.Array)
             switch = (state.episode == 0) | jnp.any(ld > jnp.log(2.0) + state.logdet_at_switch)
         else:
             switch = jnp.bool_(True)
-        beta = lsvi_ucb.confidence_radius(hp, d, H, K) if config.optimistic else 0.0
-        fresh, _ = lsvi_ucb.lsvi(state.stats, phi, beta, hp["reg"])
+        beta = _linear.confidence_radius(hp, d, H, K) if config.optimistic else 0.0
+        fresh, _ = _linear.lsvi(state.stats, phi, beta, hp["reg"])
         critic = jnp.where(switch, fresh, state.critic)
         t_switch = jnp.where(switch, state.episode, state.t_switch)
         pi = md_policy(critic, eta_of(hp), (state.episode - t_switch + 1).astype(jnp.float32))
@@ -280,7 +279,7 @@ def make_linear_agent(config: LinearConfig, model: TabularModel, phi: jax.Array)
         s, a, r, s2 = sample_episode(k_ep, model, pi)
         regret_inc = v_star - model.value(pi)
         state = state.replace(
-            key=key, stats=lsvi_ucb.add_to_stats(state.stats, phi, s, a, r, s2), critic=critic,
+            key=key, stats=_linear.add_to_stats(state.stats, phi, s, a, r, s2), critic=critic,
             logdet_at_switch=jnp.where(switch, ld, state.logdet_at_switch), t_switch=t_switch,
             episode=state.episode + 1, num_switches=state.num_switches + switch.astype(jnp.int32),
             regret=state.regret + regret_inc,
@@ -298,9 +297,7 @@ def make_linear_agent(config: LinearConfig, model: TabularModel, phi: jax.Array)
 
 
 def make_linear(config: LinearConfig, problem: Problem) -> Agent:
-    from algorithms import _linear as lsvi_ucb
-
-    model, phi = lsvi_ucb.linear_setup(problem, config.features, "optimistic_ac_linear")
+    model, phi = _linear.linear_setup(problem, config.features, "optimistic_ac_linear")
     return make_linear_agent(config, model, phi)
 
 
