@@ -83,6 +83,11 @@ class RunConfig:
     out_dir: Optional[str] = None  # default: runs/<algo>/<env>/<time> (Hydra's run dir)
     resume: Optional[str] = None  # a run directory to continue from its last checkpoint
     checkpoint: bool = True
+    # seconds between (asynchronous) checkpoints; a phase's last chunk is always saved; 0: after every chunk
+    checkpoint_interval_s: float = 30.0
+    # persistent XLA compilation cache: a repeated run reads its compiled programs instead of compiling them
+    # again (default ~/.cache/hybrid-rl/jax, or $HYBRID_RL_JAX_CACHE); "" switches it off
+    compile_cache: Optional[str] = None
     progress: bool = True
     loggers: List[str] = dataclasses.field(default_factory=list)  # extra mirrors: tensorboard, wandb
     # Action-free pipeline (algorithms/action_free.py): an inverse dynamics model labels the unlabelled

@@ -155,6 +155,7 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
     error = check_run_values({k: cfg.get(k) for k in RUN_VALUE_LIMITS})
     if error is not None:
         raise UserError(error)
+    use_compile_cache(cfg.get("compile_cache"))
     algo_name, config = algo_config_from_node(cfg.algo)
     spec = get_algorithm(algo_name)
     phase = cfg.get("phase")
@@ -197,6 +198,7 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
         deterministic_eval=cfg.deterministic_eval,
         hp_grid={k: list(v) for k, v in OmegaConf.to_container(cfg.hp_sweep, resolve=True).items()},
         checkpoint=cfg.checkpoint,
+        checkpoint_interval_s=float(cfg.get("checkpoint_interval_s", 0.0)),
         progress=cfg.progress,
         label=f"{algo_name} on {env_name}",
     )
@@ -237,6 +239,21 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
         log(("  [" + swept + "] " if swept else "  ") + line)
     log(f"results: {out_dir}/summary.json, metrics.csv, learning_curve.png")
     return summary
+
+
+def use_compile_cache(directory: str | None) -> None:
+    """Points JAX's persistent compilation cache at ``directory`` (None: $HYBRID_RL_JAX_CACHE, else
+    ~/.cache/hybrid-rl/jax; "": off). Most of a short run's time is XLA compilation; with the cache a
+    repeated run (the same program: algorithm, sizes, seeds) reads its programs back in seconds. Set before
+    the first compilation; JAX keys every entry by the program, the backend and the XLA flags."""
+    import jax
+
+    if directory is None:
+        directory = os.environ.get("HYBRID_RL_JAX_CACHE", os.path.expanduser("~/.cache/hybrid-rl/jax"))
+    if not directory:
+        return
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def _action_free_agent(cfg, spec, config, problem, dataset, env_name, env_kwargs, log):

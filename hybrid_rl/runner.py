@@ -94,21 +94,44 @@ def make_chunk(
     evaluates each algorithm's deterministic policy (mean action, arg-max, greedy), False its sampled
     policy. A figure compares methods under one protocol."""
 
+    train = _train_chunk(phase, chunk_length)
+    evaluate = make_evaluation(agent, problem, eval_episodes, deterministic)
+
     def chunk(state, eval_key):
-        state, metrics = jax.lax.scan(lambda s, _: phase.iteration(s), state, None, length=chunk_length)
-        metrics = {k: jnp.nanmean(v.astype(jnp.float32)) for k, v in metrics.items()}
-        if eval_episodes > 0:
-            act = lambda obs, key: agent.policy(state, obs, key, deterministic)  # noqa: E731
-            env_params = problem.env_params if agent.eval_env_params is None else agent.eval_env_params(state)
-            returns, lengths = evaluate_policy(
-                act, problem.env, env_params, eval_key, eval_episodes, problem.max_episode_steps
-            )
-            metrics["eval_returns"] = returns
-            metrics["eval_return"] = returns.mean()
-            metrics["eval_length"] = lengths.astype(jnp.float32).mean()
-        return state, metrics
+        state, metrics = train(state)
+        return state, {**metrics, **evaluate(state, eval_key)}
 
     return chunk
+
+
+def _train_chunk(phase: Phase, chunk_length: int):
+    """``chunk(state) -> (state, metrics)``: ``chunk_length`` iterations of ``phase`` for ONE seed, metrics
+    averaged over the chunk (NaN entries, e.g. "no episode ended this iteration", ignored)."""
+
+    def chunk(state):
+        state, metrics = jax.lax.scan(lambda s, _: phase.iteration(s), state, None, length=chunk_length)
+        return state, {k: jnp.nanmean(v.astype(jnp.float32)) for k, v in metrics.items()}
+
+    return chunk
+
+
+def make_evaluation(agent: Agent, problem: Problem, eval_episodes: int, deterministic: bool = True):
+    """``evaluate(state, eval_key) -> metrics`` for ONE seed: ``eval_episodes`` episodes of the agent's policy
+    on the problem's (real) env (``eval_returns`` per episode, their mean ``eval_return``, ``eval_length``);
+    an empty dict when ``eval_episodes`` is 0. The host-driven ``Runner`` compiles it once as its own program,
+    shared by every phase, instead of into every chunk program."""
+
+    def evaluate(state, eval_key):
+        if eval_episodes <= 0:
+            return {}
+        act = lambda obs, key: agent.policy(state, obs, key, deterministic)  # noqa: E731
+        env_params = problem.env_params if agent.eval_env_params is None else agent.eval_env_params(state)
+        returns, lengths = evaluate_policy(act, problem.env, env_params, eval_key, eval_episodes,
+                                           problem.max_episode_steps)
+        return {"eval_returns": returns, "eval_return": returns.mean(),
+                "eval_length": lengths.astype(jnp.float32).mean()}
+
+    return evaluate
 
 
 def init_one_by_one(init: Callable, keys: jax.Array, hparams):
@@ -199,6 +222,10 @@ class RunSettings:
     deterministic_eval: bool = True  # False: evaluate the sampled policy (see ``make_chunk``)
     hp_grid: dict = dataclasses.field(default_factory=dict)  # traced name -> list of values
     checkpoint: bool = True
+    # Seconds between checkpoints (saved asynchronously after the chunk that crosses the interval, and always
+    # after a phase's last chunk); 0 saves after every chunk. A killed run resumes from the last one saved,
+    # to the same numbers either way: only the work since that save is done again.
+    checkpoint_interval_s: float = 0.0
     progress: bool = True
     max_checkpoints_to_keep: int = 2
     label: str = ""  # names the run in figures, e.g. "sac on pendulum"
@@ -294,13 +321,18 @@ class Runner:
         # Outer axis: hyper-parameter points (keys shared); inner axis: seeds (hparams shared). Every
         # (point, seed) is initialised one at a time (``init_grid``: a jaxlib CPU deadlock).
         self._init = jax.jit(lambda keys, hp: init_grid(agent.init, keys, hp, self.num_hp))
+        # One training program per phase and ONE evaluation program shared by all phases (compiled once,
+        # not into every chunk program); ``_start_compiling`` compiles them side by side.
         self._chunks = [
-            jax.jit(
-                jax.vmap(jax.vmap(make_chunk(agent, problem, p.phase, p.chunk_length, settings.eval_episodes,
-                                             settings.deterministic_eval)))
-            )
+            jax.jit(jax.vmap(jax.vmap(lambda state, _, plan=p: _train_chunk(plan.phase, plan.chunk_length)(state))))
             for p in self.plans
         ]
+        self._evaluate = None
+        if settings.eval_episodes > 0:
+            self._evaluate = jax.jit(jax.vmap(jax.vmap(
+                make_evaluation(agent, problem, settings.eval_episodes, settings.deterministic_eval))))
+        self._compiled: dict = {}
+        self._last_save = time.monotonic()
         self.rows: list[dict] = []
         self.eval_returns: list[dict] = []  # raw per-episode returns, one entry per evaluation
         self._ckpt = None
@@ -335,13 +367,19 @@ class Runner:
             return
         import orbax.checkpoint as ocp
 
+        # Asynchronous: orbax writes in the background while the next chunk runs (it waits for the previous
+        # save itself before starting another), and commits a step by renaming it into place.
         self._ckpt.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)
             ),
         )
-        self._ckpt.wait_until_finished()
+        self._last_save = time.monotonic()
+
+    def _save_due(self, chunk_index: int, plan: PhasePlan) -> bool:
+        last_of_phase = chunk_index == plan.num_chunks - 1
+        return last_of_phase or time.monotonic() - self._last_save >= self.settings.checkpoint_interval_s
 
     def _restore(self):
         """(state, progress) from the latest checkpoint, or None when there is none."""
@@ -391,6 +429,7 @@ class Runner:
                 self.log(f"resumed from {self.out_dir / 'checkpoints'} at chunk {start_chunk}/{total_chunks}")
         if state is None:
             state = self.init_state()
+        self._start_compiling(state)
 
         bar = _progress_bar(total_chunks, start_chunk, self.settings.progress and distributed.is_primary())
         global_chunk = 0
@@ -403,7 +442,10 @@ class Runner:
                     global_chunk += 1
                     continue
                 t0 = time.perf_counter()
-                state, metrics = self._chunks[phase_index](state, self._eval_key(global_chunk))
+                eval_key = self._eval_key(global_chunk)
+                state, metrics = self._call(("chunk", phase_index), self._chunks[phase_index], state, eval_key)
+                if self._evaluate is not None:
+                    metrics = {**metrics, **self._call(("evaluate",), self._evaluate, state, eval_key)}
                 metrics = distributed.fetch(metrics)
                 seconds = time.perf_counter() - t0
                 self._check_finite(metrics, plan.phase.name, env_steps, grad_steps)
@@ -413,19 +455,54 @@ class Runner:
                     callback(self.rows[first_new_row:])
                 global_chunk += 1
                 self._write_outputs()
-                self._save(
-                    global_chunk,
-                    state,
-                    {"next_chunk": global_chunk, "rows": self.rows, "eval_returns": self.eval_returns},
-                )
+                if self._save_due(chunk_index, plan):
+                    self._save(
+                        global_chunk,
+                        state,
+                        # copies: the save is written in the background while these lists grow
+                        {"next_chunk": global_chunk, "rows": list(self.rows),
+                         "eval_returns": list(self.eval_returns)},
+                    )
                 bar.update(1)
                 if "eval_return" in metrics:
                     bar.set_postfix_str(
                         f"{plan.phase.name} eval_return={float(np.mean(metrics['eval_return'])):.3g}"
                     )
         bar.close()
+        if self._ckpt is not None:
+            self._ckpt.wait_until_finished()
         summary = self._write_outputs(final=True)
         return state, summary
+
+    # -- programs ---------------------------------------------------------------------------------
+    def _start_compiling(self, state):
+        """Lowers every chunk program and the evaluation program (in this thread: tracing holds the GIL), then
+        compiles them side by side in worker threads (XLA compiles without the GIL), so a run's compile time
+        is about its largest program's rather than the sum. Single-device runs only: a sharded state's
+        layout is only known once it exists."""
+        if self.mesh is not None or self._compiled:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        eval_key = self._eval_key(0)
+        programs = {("chunk", i): (fn, (state, eval_key)) for i, fn in enumerate(self._chunks)}
+        if self._evaluate is not None:
+            programs[("evaluate",)] = (self._evaluate, (state, eval_key))
+        lowered = {name: fn.lower(*args) for name, (fn, args) in programs.items()}
+        pool = ThreadPoolExecutor(max_workers=len(lowered), thread_name_prefix="compile")
+        self._compiled = {name: pool.submit(low.compile) for name, low in lowered.items()}
+        pool.shutdown(wait=False)
+
+    def _call(self, name, fn, *args):
+        """Runs the program compiled ahead by ``_start_compiling`` when its input types match ``args`` (a
+        phase may hand the next one a state whose weak types differ), else the jitted function itself."""
+        future = self._compiled.get(name)
+        if future is not None:
+            try:
+                return future.result()(*args)
+            except TypeError:  # argument types differ from the ones it was compiled for
+                self._compiled.pop(name)
+        return fn(*args)
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def _check_finite(self, metrics, phase, env_steps, grad_steps):

@@ -17,7 +17,7 @@ from hybrid_rl import distributed
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["algo=sac", "env=pendulum", "env.max_steps_in_episode=50", "seeds=4", "total_steps=300",
         "algo.warmup_steps=100", "algo.hidden_sizes=[16,16]", "algo.batch_size=16", "algo.buffer_size=300",
-        "num_evals=2", "eval_episodes=2", "progress=false"]
+        "num_evals=2", "eval_episodes=2", "progress=false", "checkpoint_interval_s=0"]
 
 
 def _env(devices):

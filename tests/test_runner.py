@@ -140,6 +140,27 @@ class _Killed(Exception):
     pass
 
 
+def test_checkpoint_interval_saves_phase_ends_and_changes_no_number(pendulum, tmp_path):
+    """With an interval longer than the run, only each phase's last chunk is saved (SAC: the one warm-up
+    chunk and the last online chunk); the numbers are those of a run that saves after every chunk."""
+    every = _runner(pendulum, tmp_path / "every")
+    every.run()
+    sparse = _runner(pendulum, tmp_path / "sparse", checkpoint_interval_s=1e9)
+    sparse.run()
+    steps = lambda run: sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())  # noqa: E731
+    assert steps(tmp_path / "sparse") == [1, 5] and steps(tmp_path / "every") == [4, 5]  # max_to_keep=2
+    assert [r["eval_return"] for r in sparse.rows] == [r["eval_return"] for r in every.rows]
+
+
+def test_programs_compile_once_ahead_and_evaluation_is_shared_by_the_phases(pendulum):
+    """One training program per phase and one evaluation program for both phases, all compiled ahead side by
+    side and then used: the jitted fallbacks never compile (a type mismatch between phases would)."""
+    runner = _runner(pendulum)
+    runner.run()
+    assert set(runner._compiled) == {("chunk", 0), ("chunk", 1), ("evaluate",)}
+    assert runner._evaluate._cache_size() == 0 and all(c._cache_size() == 0 for c in runner._chunks)
+
+
 def test_killed_run_resumes_to_identical_numbers(pendulum, tmp_path):
     full = _runner(pendulum, tmp_path / "full")
     full_state, _ = full.run()
