@@ -55,6 +55,9 @@ def main(argv=None) -> int:
     parser.add_argument("--launcher", default="local")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--xla-flags", default="", help="added to XLA_FLAGS of every run")
+    parser.add_argument("--seed-block", type=int, default=None,
+                        help="seed_block of the one big run (default: the seeds per job, which makes the split "
+                             "bit-identical; 0 vmaps all its seeds at once)")
     args = parser.parse_args(argv)
     ENV["XLA_FLAGS"] = f"{ENV.get('XLA_FLAGS', '')} {args.xla_flags}".strip()
     if args.seeds % args.jobs:
@@ -65,8 +68,10 @@ def main(argv=None) -> int:
     out = args.out.absolute()
 
     load_before = _load()
-    one_s = _run([*common, f"seeds={args.seeds}", f"out_dir={out / 'one_run'}"])
-    print(f"one run of {args.seeds} seeds: {one_s:.1f} s (load average before {load_before}, after {_load()})")
+    block = per_job if args.seed_block is None else args.seed_block
+    one_s = _run([*common, f"seeds={args.seeds}", f"seed_block={block}", f"out_dir={out / 'one_run'}"])
+    print(f"one run of {args.seeds} seeds (seed_block={block}): {one_s:.1f} s (load average before {load_before}, "
+          f"after {_load()})")
 
     load_before = _load()
     offsets = ",".join(str(i * per_job) for i in range(args.jobs))

@@ -65,6 +65,9 @@ class RunConfig:
     seeds: int = 1  # independent seeds, vmapped in one compiled program (and sharded over devices)
     seed: int = 0  # root seed of the study; its seed i uses split(key(seed), N)[i] for any N > i
     seed_offset: int = 0  # this run trains the study's seeds [seed_offset, seed_offset + seeds)
+    # 0: all seeds vmapped at once; b: blocks of b seeds one after another, so that a study split into jobs
+    # of b seeds gives the very numbers of one run with seed_block=b (docs/cluster.md)
+    seed_block: int = 0
     # The run's length, as each algorithm's spec declares it (hybrid_rl.algorithm.Budget): env steps for
     # anything that interacts (on-policy: whole iterations), gradient steps for offline-only algorithms,
     # online env steps for two-phase ones; None keeps the algorithm's default.

@@ -72,7 +72,7 @@ def resolve_dataset(cfg: DictConfig, env_name: str, env_kwargs: dict, log=print)
 
 # Top-level run values and their smallest valid value; checked before anything is compiled or written.
 RUN_VALUE_LIMITS = {"seeds": 1, "num_evals": 1, "eval_episodes": 0, "dataset_size": 1, "total_steps": 0,
-                    "offline_steps": 0, "seed_offset": 0}
+                    "offline_steps": 0, "seed_offset": 0, "seed_block": 0}
 
 
 def check_run_values(values: dict) -> str | None:
@@ -199,6 +199,7 @@ def train_from_config(cfg: DictConfig, out_dir: pathlib.Path, resume: bool = Fal
         hp_grid={k: list(v) for k, v in OmegaConf.to_container(cfg.hp_sweep, resolve=True).items()},
         checkpoint=cfg.checkpoint,
         checkpoint_interval_s=float(cfg.get("checkpoint_interval_s", 0.0)),
+        seed_block=int(cfg.get("seed_block", 0)),
         progress=cfg.progress,
         label=f"{algo_name} on {env_name}",
     )

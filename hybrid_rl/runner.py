@@ -104,6 +104,33 @@ def make_chunk(
     return chunk
 
 
+def _over_seed_blocks(fn: Callable, block: int) -> Callable:
+    """``fn(state, key)`` for one seed -> the same over (hparam point, seed) leading axes: vmapped over both,
+    or, with ``block`` > 0, over blocks of ``block`` seeds computed one after another (``lax.map``), each
+    block the very program a ``block``-seed run compiles."""
+    batched = jax.vmap(jax.vmap(fn))
+    if not block:
+        return batched
+
+    def blocked(*args):
+        num_seeds = jax.tree.leaves(args)[0].shape[1]
+        if block >= num_seeds:
+            return batched(*args)
+
+        def to_blocks(x):  # (H, S, ...) -> (S / block, H, block, ...)
+            x = x.reshape((x.shape[0], num_seeds // block, block) + x.shape[2:])
+            return jnp.moveaxis(x, 1, 0)
+
+        def from_blocks(x):
+            x = jnp.moveaxis(x, 0, 1)
+            return x.reshape((x.shape[0], num_seeds) + x.shape[3:])
+
+        out = jax.lax.map(lambda blk: batched(*blk), jax.tree.map(to_blocks, args))
+        return jax.tree.map(from_blocks, out)
+
+    return blocked
+
+
 def _train_chunk(phase: Phase, chunk_length: int):
     """``chunk(state) -> (state, metrics)``: ``chunk_length`` iterations of ``phase`` for ONE seed, metrics
     averaged over the chunk (NaN entries, e.g. "no episode ended this iteration", ignored)."""
@@ -229,6 +256,11 @@ class RunSettings:
     progress: bool = True
     max_checkpoints_to_keep: int = 2
     label: str = ""  # names the run in figures, e.g. "sac on pendulum"
+    # Seeds computed together: 0 vmaps all of them at once; b > 0 runs blocks of b vmapped seeds one after
+    # another (``seeds`` must be a multiple). XLA may compile a batch of 8 seeds and a batch of 32 into
+    # different floating-point orders, so a study split into jobs of 8 seeds reproduces one 32-seed run
+    # bit for bit only when that run uses ``seed_block=8`` too.
+    seed_block: int = 0
 
 
 def hparam_grid(base: dict[str, jax.Array], grid: dict[str, list]) -> tuple[dict[str, jax.Array], list[dict]]:
@@ -312,7 +344,12 @@ class Runner:
             )
         self.hparams, self.hp_points = hparam_grid(hparams, settings.hp_grid)
         self.num_hp = len(self.hp_points)
+        block = settings.seed_block
+        if block < 0 or (block and settings.num_seeds % block):
+            raise ValueError(f"seed_block={block} must be 0 or divide seeds={settings.num_seeds}")
         self.mesh = seed_mesh(settings.num_seeds)
+        if block and block < settings.num_seeds and self.mesh is not None:
+            raise ValueError("seed_block applies to one device; with several devices each holds its own seeds")
 
         seed_keys = global_seed_keys(settings.seed, settings.seed_offset, settings.num_seeds)
         self._init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(seed_keys)
@@ -324,13 +361,14 @@ class Runner:
         # One training program per phase and ONE evaluation program shared by all phases (compiled once,
         # not into every chunk program); ``_start_compiling`` compiles them side by side.
         self._chunks = [
-            jax.jit(jax.vmap(jax.vmap(lambda state, _, plan=p: _train_chunk(plan.phase, plan.chunk_length)(state))))
+            jax.jit(_over_seed_blocks(lambda state, _, plan=p: _train_chunk(plan.phase, plan.chunk_length)(state),
+                                      block))
             for p in self.plans
         ]
         self._evaluate = None
         if settings.eval_episodes > 0:
-            self._evaluate = jax.jit(jax.vmap(jax.vmap(
-                make_evaluation(agent, problem, settings.eval_episodes, settings.deterministic_eval))))
+            self._evaluate = jax.jit(_over_seed_blocks(
+                make_evaluation(agent, problem, settings.eval_episodes, settings.deterministic_eval), block))
         self._compiled: dict = {}
         self._last_save = time.monotonic()
         self.rows: list[dict] = []
