@@ -9,7 +9,9 @@ Semantics. ``mujoco_<task>`` is gymnasium's ``<Task>-v4``: the env D4RL's ``*-v2
 in (same observation layout, reward, termination, reset noise and frame skip; ant is ``Ant-v4`` with
 ``use_contact_forces=True``, D4RL's 111 floats). ``mujoco_<task>_v5`` is ``<Task>-v5``, the env Minari's
 MuJoCo data was made in (no healthy reward on the step that falls; walker2d's v5 model has right-foot
-friction 1.9; ant has 105 floats). Stepping is bit-identical to gymnasium's env from the same simulator
+friction 1.9; ant has 105 floats). ``mujoco_ant_d4rl`` is the env a D4RL ant file describes: Ant-v4's physics
+with the 84 contact-force entries of the observation and the contact cost read as 0, as mujoco-py 2.x (which
+recorded D4RL) reported them; a D4RL ant file trains and evaluates in it. Stepping is bit-identical to gymnasium's env from the same simulator
 state (tested over whole episodes). Actions are the env's (Box(-1, 1) for all four tasks; MuJoCo clamps
 ``ctrl`` to the model's range, and the control cost is taken on the action as given, as in gymnasium).
 
@@ -91,6 +93,9 @@ class TaskSpec:
     qvel_noise: str  # "uniform" | "normal": how the reset perturbs qvel
     obs_dim: int
     d4rl_family: str
+    # D4RL's ant files were recorded under mujoco-py 2.x, whose cfrc_ext was all zeros: the 84 contact
+    # entries of every observation are 0 and the reward's contact cost is 0. True reproduces that.
+    zero_contact_forces: bool = False
 
     @property
     def gym_id(self) -> str:
@@ -109,6 +114,8 @@ TASKS: dict[tuple[str, str], TaskSpec] = {
                                     "halfcheetah"),
     ("ant", "v4"): TaskSpec("ant", "v4", "ant.xml", 5, 0.5, 0.1, "normal", 111, "ant"),
     ("ant", "v5"): TaskSpec("ant", "v5", "ant.xml", 5, 0.5, 0.1, "normal", 105, "ant"),
+    # the env D4RL's ant-*-v2 data describe: Ant-v4's physics, contact forces read as zeros
+    ("ant", "d4rl"): TaskSpec("ant", "v4", "ant.xml", 5, 0.5, 0.1, "normal", 111, "ant", zero_contact_forces=True),
 }
 
 _CONTACT_COST_WEIGHT = 5e-4  # ant
@@ -125,7 +132,7 @@ def _observations(spec: TaskSpec, qpos: np.ndarray, qvel: np.ndarray, cfrc: Opti
         return np.concatenate((qpos[:, 1:], np.clip(qvel, -10, 10)), axis=1)
     if spec.task == "halfcheetah":
         return np.concatenate((qpos[:, 1:], qvel), axis=1)
-    contact = np.clip(cfrc, -1.0, 1.0)
+    contact = np.zeros_like(cfrc) if spec.zero_contact_forces else np.clip(cfrc, -1.0, 1.0)
     contact = contact.reshape(len(contact), -1) if spec.version == "v4" else contact[:, 1:].reshape(len(contact), -1)
     return np.concatenate((qpos[:, 2:], qvel, contact), axis=1)
 
@@ -158,7 +165,7 @@ def _rewards_and_terminations(spec: TaskSpec, qpos, qvel, cfrc, action, x_before
         x_velocity = ((xy_after - xy_before) / dt)[:, 0]
         rewards = x_velocity + healthy_reward
         contact = np.square(np.clip(cfrc, -1.0, 1.0)).reshape(len(cfrc), -1)
-        costs = ctrl_cost + _CONTACT_COST_WEIGHT * np.sum(contact, axis=1)
+        costs = ctrl_cost if spec.zero_contact_forces else ctrl_cost + _CONTACT_COST_WEIGHT * np.sum(contact, axis=1)
         return rewards - costs, ~healthy
     x_velocity = (qpos[:, 0] - x_before) / dt
     rewards = 1.0 * x_velocity + healthy_reward
@@ -509,17 +516,19 @@ D4RL_NAMES = {"hopper": "hopper-medium-v2", "walker2d": "walker2d-medium-v2",
 
 
 def env_name_for(task: str, version: str = "v4") -> str:
+    """``mujoco_hopper`` (v4), ``mujoco_hopper_v5``, ``mujoco_ant_d4rl``."""
     return f"mujoco_{task}" + ("" if version == "v4" else f"_{version}")
 
 
 for (_task, _version), _spec in TASKS.items():
     _name = env_name_for(_task, _version)
     _what = _WHAT[_task].format(obs=_spec.obs_dim)
-    _sem = "D4RL v2 semantics" if _version == "v4" else "Minari's semantics"
+    _sem = {"v4": "D4RL v2 semantics", "v5": "Minari's semantics",
+            "d4rl": "as D4RL's ant files were recorded: contact forces read as 0"}[_version]
     register_env(EnvSpec(
         name=_name, description=f"MuJoCo {_spec.gym_id} ({_sem}): {_what}, 1000 steps.{_NEEDS}",
         make=_maker(_name, _task, _version), action_kind="continuous",
-        d4rl_name=D4RL_NAMES[_task] if _version == "v4" else None, tags=("mujoco",),
+        d4rl_name=D4RL_NAMES[_task] if _version != "v5" else None, tags=("mujoco",),
     ))
 
 # H2O's sim/real settings: name suffix, shifted field, sim value, description
@@ -552,5 +561,8 @@ def env_for_gym_id(gym_id: str) -> Optional[str]:
 
 
 def env_for_d4rl_family(family: Optional[str]) -> Optional[str]:
-    """Our env for a D4RL locomotion family (``"hopper"`` -> ``"mujoco_hopper"``), None for other families."""
+    """Our env for a D4RL locomotion family (``"hopper"`` -> ``"mujoco_hopper"``; ``"ant"`` ->
+    ``"mujoco_ant_d4rl"``, whose zero contact forces match the files), None for other families."""
+    if (family, "d4rl") in TASKS:
+        return env_name_for(family, "d4rl")
     return env_name_for(family, "v4") if (family, "v4") in TASKS else None
