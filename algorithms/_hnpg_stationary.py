@@ -71,7 +71,7 @@ class StationaryState:
     critic_params: Any
     critic_opt: Any  # used when critic_reset_optimizer=False
     env_state: Any
-    obs: chex.Array  # (num_envs, *obs_shape)
+    obs: chex.Array  # (num_envs, obs_dim): flat, as the agent sees the env (hybrid_rl.training.agent_env)
     episode_return: chex.Array  # (num_envs,)
     env_steps: chex.Array
     key: chex.PRNGKey
@@ -118,11 +118,9 @@ def make_stationary(config, problem: Problem, name: str = "hnpg") -> Agent:
 
     def rollout_step(state: StationaryState, key):
         k_act, k_env = jax.random.split(key)
-        flat = problem.flat_obs(state.obs)
-        out, log_std = pi_apply(state.policy_params, flat)
+        out, log_std = pi_apply(state.policy_params, state.obs)
         action = sample(discrete, k_act, out, log_std)
         obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
-        tr = tr.replace(obs=flat, next_obs=problem.flat_obs(tr.next_obs))
         episode_return, finished = track_episode_returns(state.episode_return, tr)
         return state.replace(env_state=env_state, obs=obs, episode_return=episode_return), (tr, finished)
 

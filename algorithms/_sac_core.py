@@ -203,13 +203,11 @@ def collect(state: SACState, key, problem: Problem, random_actions: bool):
     state with SACState's actor/buffer/env fields (H2O's and DARC's step the simulator through it)."""
     k_act, k_env = jax.random.split(key)
     num_envs = state.obs.shape[0]
-    flat = problem.flat_obs(state.obs)
     if random_actions:
         action = jax.random.uniform(k_act, (num_envs, problem.action_dim), minval=-1.0, maxval=1.0)
     else:
-        action = state.actor.apply_fn(state.actor.params, flat).sample(seed=k_act)
+        action = state.actor.apply_fn(state.actor.params, state.obs).sample(seed=k_act)
     obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
-    tr = tr.replace(obs=problem.flat_obs(tr.obs), next_obs=problem.flat_obs(tr.next_obs))
     episode_return, finished = track_episode_returns(state.episode_return, tr)
     state = state.replace(
         buffer=buffer_add(state.buffer, tr),

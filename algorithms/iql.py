@@ -290,7 +290,7 @@ def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
             # Strong dtypes: a weak-typed env-state leaf would make the online chunk compile twice.
             env_state = jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), env_state)
         else:  # offline only: the env is never stepped (it may not even be simulable)
-            obs, env_state = jnp.zeros((num_envs,) + problem.obs_shape), jnp.zeros(())
+            obs, env_state = jnp.zeros((num_envs, problem.obs_dim)), jnp.zeros(())
         return IQLState(
             actor=TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs0),
                                     tx=adam(hparams["actor_lr"])),
@@ -321,10 +321,9 @@ def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
 
     def online_iteration(state: IQLState):
         key, k_act, k_env, k_update = jax.random.split(state.key, 4)
-        dist = state.actor.apply_fn(state.actor.params, problem.flat_obs(state.obs))
+        dist = state.actor.apply_fn(state.actor.params, state.obs)
         action = jnp.clip(dist.sample(seed=k_act), -1.0, 1.0)
         obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
-        tr = tr.replace(obs=problem.flat_obs(tr.obs), next_obs=problem.flat_obs(tr.next_obs))
         episode_return, finished = track_episode_returns(state.episode_return, tr)
         state = state.replace(
             key=key, buffer=buffer_add(state.buffer, tr), env_state=env_state, obs=obs,

@@ -137,11 +137,9 @@ def make(config: Config, problem: Problem) -> Agent:
     def rollout_step(carry, key):
         state = carry
         k_act, k_env = jax.random.split(key)
-        flat = problem.flat_obs(state.obs)
-        dist, value = net.apply(state.params, flat)
+        dist, value = net.apply(state.params, state.obs)
         action, log_prob = dist.sample_and_log_prob(seed=k_act)
         obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
-        tr = tr.replace(obs=flat, next_obs=problem.flat_obs(tr.next_obs))
         episode_return, finished = track_episode_returns(state.episode_return, tr)
         state = state.replace(env_state=env_state, obs=obs, episode_return=episode_return)
         return state, (tr, log_prob, value, finished)
