@@ -12,8 +12,11 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from hybrid_rl.env_spec import EnvSpec
 from hybrid_rl.evaluation import evaluate_policy
+from hybrid_rl.problem import problem_for_env
 from hybrid_rl.rollout import per_env, reset_batch, rollout, split_per_env, split_policy_env, step_batch
+from hybrid_rl.training import reset_envs, step_envs
 from hybrid_rl.wrappers import EpisodeStatistics, FlatObservations, MappedActions, scale_action, scaled_actions
 
 
@@ -50,7 +53,7 @@ class CountingEnv(environment.Environment):
         return self._obs(state), state, jnp.asarray(action, jnp.float32).sum(), terminated, {}
 
     def action_space(self, params=None):
-        return spaces.Box(-1.0, 1.0, (2,), jnp.float32)
+        return spaces.Box(0.0, 2.0, (2,), jnp.float32)
 
 
 ENV, PARAMS = CountingEnv(), CountParams()
@@ -190,3 +193,20 @@ def test_rollout_draws_exactly_as_the_hand_written_loop():
     got = jax.jit(lambda k: rollout(env, params, per_env(act, 3), k, 3, 40)[1][0])(jax.random.key(4))
     for w, g in zip(want, (got.obs, got.action, got.reward, got.terminated, got.truncated, got.next_obs)):
         np.testing.assert_array_equal(np.asarray(w), np.asarray(g))
+
+
+def test_agent_env_steps_flat_scaled_and_reports_finished_returns():
+    spec = EnvSpec(name="counting", description="test env", make=lambda **_: (ENV, PARAMS), action_kind="continuous")
+    problem = problem_for_env("counting", ENV, PARAMS, spec)
+    obs, env_state = reset_envs(problem, jax.random.key(0), 2)
+    assert obs.shape == (2, 4) and obs.dtype == jnp.float32
+    action = jnp.zeros((2, 2))  # the middle of [-1, 1]^2: env action (1, 1), reward 2
+    finished = []
+    for t in range(4):
+        obs, env_state, tr, done_return = step_envs(problem, jax.random.key(t), env_state, obs, action)
+        finished.append(float(done_return))
+        np.testing.assert_array_equal(tr.reward, [2.0, 2.0])
+        np.testing.assert_array_equal(tr.action, action)  # the agent's action is stored
+        assert tr.obs.shape == tr.next_obs.shape == (2, 4)
+    assert np.isnan(finished[0]) and np.isnan(finished[1]) and finished[2] == 6.0 and np.isnan(finished[3])
+    np.testing.assert_array_equal(env_state.episode_return, [2.0, 2.0])
