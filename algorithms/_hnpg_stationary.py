@@ -60,7 +60,7 @@ from hybrid_rl.algorithm import Agent, Phase
 from hybrid_rl.buffers import dataset_sample
 from hybrid_rl.onpolicy import gae
 from hybrid_rl.problem import Problem
-from hybrid_rl.training import reset_envs, step_envs, track_episode_returns
+from hybrid_rl.training import reset_envs, step_envs
 
 DEFAULT_GAMMA = 0.99
 
@@ -71,8 +71,7 @@ class StationaryState:
     critic_params: Any
     critic_opt: Any  # used when critic_reset_optimizer=False
     env_state: Any
-    obs: chex.Array  # (num_envs, *obs_shape)
-    episode_return: chex.Array  # (num_envs,)
+    obs: chex.Array  # (num_envs, obs_dim): flat, as the agent sees the env (hybrid_rl.training.agent_env)
     env_steps: chex.Array
     key: chex.PRNGKey
     hparams: dict
@@ -114,17 +113,14 @@ def make_stationary(config, problem: Problem, name: str = "hnpg") -> Agent:
         q_params = q_net.init(k_q, obs0, jnp.zeros((1, A)))
         obs, env_state = reset_envs(problem, k_env, num_envs)
         return StationaryState(pi_params, q_params, critic_tx(hparams).init(q_params), env_state, obs,
-                               jnp.zeros(num_envs), jnp.int32(0), k_state, resolve_gamma(hparams, DEFAULT_GAMMA))
+                               jnp.int32(0), k_state, resolve_gamma(hparams, DEFAULT_GAMMA))
 
     def rollout_step(state: StationaryState, key):
         k_act, k_env = jax.random.split(key)
-        flat = problem.flat_obs(state.obs)
-        out, log_std = pi_apply(state.policy_params, flat)
+        out, log_std = pi_apply(state.policy_params, state.obs)
         action = sample(discrete, k_act, out, log_std)
-        obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
-        tr = tr.replace(obs=flat, next_obs=problem.flat_obs(tr.next_obs))
-        episode_return, finished = track_episode_returns(state.episode_return, tr)
-        return state.replace(env_state=env_state, obs=obs, episode_return=episode_return), (tr, finished)
+        obs, env_state, tr, finished = step_envs(problem, k_env, state.env_state, state.obs, action)
+        return state.replace(env_state=env_state, obs=obs), (tr, finished)
 
     def iteration(state: StationaryState):
         hp = state.hparams

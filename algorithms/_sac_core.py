@@ -31,7 +31,7 @@ from hybrid_rl.algorithm import Agent, Phase, PolicyExport
 from hybrid_rl.buffers import ReplayBuffer, buffer_add, buffer_init, sample_mixed
 from hybrid_rl.networks import CriticEnsemble, TanhGaussianPolicy, tanh_gaussian_mode
 from hybrid_rl.problem import Problem
-from hybrid_rl.training import adam, polyak, reset_envs, step_envs, track_episode_returns
+from hybrid_rl.training import adam, polyak, reset_envs, step_envs
 from hybrid_rl.types import Transition
 
 
@@ -73,7 +73,6 @@ class SACState:
     buffer: ReplayBuffer
     env_state: Any
     obs: chex.Array
-    episode_return: chex.Array
     env_steps: chex.Array
     key: chex.PRNGKey
     hparams: dict
@@ -203,19 +202,15 @@ def collect(state: SACState, key, problem: Problem, random_actions: bool):
     state with SACState's actor/buffer/env fields (H2O's and DARC's step the simulator through it)."""
     k_act, k_env = jax.random.split(key)
     num_envs = state.obs.shape[0]
-    flat = problem.flat_obs(state.obs)
     if random_actions:
         action = jax.random.uniform(k_act, (num_envs, problem.action_dim), minval=-1.0, maxval=1.0)
     else:
-        action = state.actor.apply_fn(state.actor.params, flat).sample(seed=k_act)
-    obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
-    tr = tr.replace(obs=problem.flat_obs(tr.obs), next_obs=problem.flat_obs(tr.next_obs))
-    episode_return, finished = track_episode_returns(state.episode_return, tr)
+        action = state.actor.apply_fn(state.actor.params, state.obs).sample(seed=k_act)
+    obs, env_state, tr, finished = step_envs(problem, k_env, state.env_state, state.obs, action)
     state = state.replace(
         buffer=buffer_add(state.buffer, tr),
         env_state=env_state,
         obs=obs,
-        episode_return=episode_return,
         env_steps=state.env_steps + num_envs,
     )
     return state, finished
@@ -259,7 +254,6 @@ def make(config: Config, problem: Problem, name: str = "sac", env_problem=None) 
             buffer=buffer_init(example, capacity),
             env_state=env_state,
             obs=obs,
-            episode_return=jnp.zeros(num_envs),
             env_steps=jnp.int32(0),
             key=k_state,
             hparams=hparams,

@@ -70,6 +70,7 @@ from envs.combination_lock import OFFLINE_KINDS, RichCombinationLock, collect_co
 from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.onpolicy import gae
 from hybrid_rl.problem import Problem
+from hybrid_rl.rollout import rollout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,32 +198,22 @@ def make(config: Config, problem: Problem, name: str = "hnpg") -> Agent:
 
     pi_apply, q_apply, value = network_fns(pi_net, q_net, features, discrete, config.value_samples)
 
-    def rollout(key, pi_params, env_params):
+    def collect_episodes(key, pi_params, env_params):
         """N whole episodes, synchronous over levels: leaves of the returned batch are (H, N, ...)."""
-        k_reset, k_steps = jax.random.split(key)
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, N), env_params)
 
-        def step(carry, xs):
-            obs, env_state = carry
-            h, k = xs
-            k_act, k_env = jax.random.split(k)
+        def policy(obs, env_state, h, k_act):
             out, log_std = pi_apply(level_slice(pi_params, h), obs)
-            action = sample(discrete, k_act, out, log_std)
-            nobs, env_state, reward, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_env, N), env_state, action, env_params
-            )
-            out_tr = dict(obs=obs, action=action, reward=reward, next_obs=info["final_observation"],
-                          terminated=term, success=info["success"], max_reach=info["max_reach"])
-            return (nobs, env_state), out_tr
+            return sample(discrete, k_act, out, log_std), ()
 
-        _, batch = jax.lax.scan(step, (obs, env_state), (jnp.arange(H), jax.random.split(k_steps, H)))
-        return batch
+        _, (tr, info, _) = rollout(env, env_params, policy, key, N, H, info_keys=("success", "max_reach"))
+        return dict(obs=tr.obs, action=tr.action, reward=tr.reward, next_obs=tr.next_obs,
+                    terminated=tr.terminated, **info)
 
     def iteration(state: HNPGState):
         hp = state.hparams
         gamma = hp["gamma"]
         key, k_roll, k_off, k_fit, k_val, k_adv = jax.random.split(state.key, 6)
-        on = rollout(k_roll, state.policy_params, state.env_params)
+        on = collect_episodes(k_roll, state.policy_params, state.env_params)
         chex.assert_shape(on["reward"], (H, N))
         # 2. Monte-Carlo returns-to-go
         _, mc = jax.lax.scan(lambda g, r: (r + gamma * g, r + gamma * g), jnp.zeros(N), on["reward"], reverse=True)

@@ -40,6 +40,8 @@ from envs.combination_lock import RichCombinationLock, collect_comblock_episodes
 from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.networks import MLP
 from hybrid_rl.problem import Problem
+from hybrid_rl.rollout import rollout
+from hybrid_rl.wrappers import MappedActions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +133,8 @@ def make(config: Config, problem: Problem) -> Agent:
     def env_action(idx):
         return jax.nn.one_hot(idx, A) if logits else idx
 
+    index_actions = MappedActions(env, env_action)  # the agent picks an index; logits mode executes its one-hot
+
     def level_of(obs):
         return jnp.clip(jnp.argmax(env.decode_observation(obs)[..., 3 : 3 + H], -1), 0, H - 1)
 
@@ -158,21 +162,13 @@ def make(config: Config, problem: Problem) -> Agent:
         """Episodes in parallel; env i is greedy before ``levels[i]`` and random at it (levels[i] = H: greedy
         throughout). Returns per-step transitions (H, n, ...) and the success flags."""
         n = levels.shape[0]
-        k_reset, k_steps = jax.random.split(key)
-        obs, st = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), env_params)
 
-        def step(carry, xs):
-            obs, st = carry
-            t, k = xs
-            k_a, k_env = jax.random.split(k)
-            a = jnp.where(t == levels, jax.random.randint(k_a, (n,), 0, A), greedy(q_params, t, obs))
-            nobs, st, r, term, _, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_env, n), st, env_action(a), env_params)
-            return (nobs, st), dict(obs=obs, action=a, reward=r, next_obs=info["final_observation"],
-                                    terminated=term, success=info["success"])
+        def policy(obs, st, t, k_a):
+            return jnp.where(t == levels, jax.random.randint(k_a, (n,), 0, A), greedy(q_params, t, obs)), ()
 
-        _, tr = jax.lax.scan(step, (obs, st), (jnp.arange(H), jax.random.split(k_steps, H)))
-        return tr
+        _, (tr, info, _) = rollout(index_actions, env_params, policy, key, n, H, info_keys=("success",))
+        return dict(obs=tr.obs, action=tr.action, reward=tr.reward, next_obs=tr.next_obs,
+                    terminated=tr.terminated, **info)
 
     def iteration(state: HyQState):
         key, k_roll, k_eval, k_fit = jax.random.split(state.key, 4)

@@ -53,7 +53,7 @@ from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import ReplayBuffer, buffer_add, buffer_init, dataset_sample
 from hybrid_rl.networks import MLP, CriticEnsemble
 from hybrid_rl.problem import Problem
-from hybrid_rl.training import adam, polyak, reset_envs, step_envs, track_episode_returns
+from hybrid_rl.training import adam, polyak, reset_envs, step_envs
 from hybrid_rl.types import Transition
 
 
@@ -197,7 +197,6 @@ class IQLState:
     buffer: ReplayBuffer  # online transitions (a 1-slot dummy when online_steps = 0)
     env_state: Any
     obs: chex.Array
-    episode_return: chex.Array
     env_steps: chex.Array
     offline_step: chex.Array  # offline updates so far (drives the actor's cosine decay)
     key: chex.PRNGKey
@@ -290,7 +289,7 @@ def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
             # Strong dtypes: a weak-typed env-state leaf would make the online chunk compile twice.
             env_state = jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), env_state)
         else:  # offline only: the env is never stepped (it may not even be simulable)
-            obs, env_state = jnp.zeros((num_envs,) + problem.obs_shape), jnp.zeros(())
+            obs, env_state = jnp.zeros((num_envs, problem.obs_dim)), jnp.zeros(())
         return IQLState(
             actor=TrainState.create(apply_fn=actor_net.apply, params=actor_net.init(k_actor, obs0),
                                     tx=adam(hparams["actor_lr"])),
@@ -301,7 +300,6 @@ def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
             buffer=buffer_init(Transition.zeros((problem.obs_dim,), (action_dim,)), capacity),
             env_state=env_state,
             obs=obs,
-            episode_return=jnp.zeros(num_envs),
             env_steps=jnp.int32(0),
             offline_step=jnp.int32(0),
             key=k_state,
@@ -321,14 +319,12 @@ def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
 
     def online_iteration(state: IQLState):
         key, k_act, k_env, k_update = jax.random.split(state.key, 4)
-        dist = state.actor.apply_fn(state.actor.params, problem.flat_obs(state.obs))
+        dist = state.actor.apply_fn(state.actor.params, state.obs)
         action = jnp.clip(dist.sample(seed=k_act), -1.0, 1.0)
-        obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
-        tr = tr.replace(obs=problem.flat_obs(tr.obs), next_obs=problem.flat_obs(tr.next_obs))
-        episode_return, finished = track_episode_returns(state.episode_return, tr)
+        obs, env_state, tr, finished = step_envs(problem, k_env, state.env_state, state.obs, action)
         state = state.replace(
             key=key, buffer=buffer_add(state.buffer, tr), env_state=env_state, obs=obs,
-            episode_return=episode_return, env_steps=state.env_steps + num_envs,
+            env_steps=state.env_steps + num_envs,
         )
 
         def one_update(state, k):

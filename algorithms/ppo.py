@@ -31,7 +31,7 @@ from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.networks import MLP
 from hybrid_rl.onpolicy import gae
 from hybrid_rl.problem import Problem
-from hybrid_rl.training import reset_envs, step_envs, track_episode_returns
+from hybrid_rl.training import reset_envs, step_envs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,6 @@ class PPOState:
     opt_state: Any
     env_state: Any
     obs: chex.Array
-    episode_return: chex.Array
     env_steps: chex.Array
     updates: chex.Array  # minibatch steps taken (drives the learning-rate annealing)
     key: chex.PRNGKey
@@ -131,19 +130,16 @@ def make(config: Config, problem: Problem) -> Agent:
         k_net, k_env, k_state = jax.random.split(key, 3)
         params = net.init(k_net, jnp.zeros((1, problem.obs_dim)))
         obs, env_state = reset_envs(problem, k_env, num_envs)
-        return PPOState(params, tx.init(params), env_state, obs, jnp.zeros(num_envs), jnp.int32(0), jnp.int32(0),
+        return PPOState(params, tx.init(params), env_state, obs, jnp.int32(0), jnp.int32(0),
                         k_state, hparams)
 
     def rollout_step(carry, key):
         state = carry
         k_act, k_env = jax.random.split(key)
-        flat = problem.flat_obs(state.obs)
-        dist, value = net.apply(state.params, flat)
+        dist, value = net.apply(state.params, state.obs)
         action, log_prob = dist.sample_and_log_prob(seed=k_act)
-        obs, env_state, tr = step_envs(problem, k_env, state.env_state, state.obs, action)
-        tr = tr.replace(obs=flat, next_obs=problem.flat_obs(tr.next_obs))
-        episode_return, finished = track_episode_returns(state.episode_return, tr)
-        state = state.replace(env_state=env_state, obs=obs, episode_return=episode_return)
+        obs, env_state, tr, finished = step_envs(problem, k_env, state.env_state, state.obs, action)
+        state = state.replace(env_state=env_state, obs=obs)
         return state, (tr, log_prob, value, finished)
 
     def iteration(state: PPOState):

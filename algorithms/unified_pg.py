@@ -44,6 +44,7 @@ from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.networks import MLP
 from hybrid_rl.onpolicy import gae
 from hybrid_rl.problem import Problem
+from hybrid_rl.rollout import rollout
 from hybrid_rl.training import adam
 
 _EXACT_LOGIT_SCALE = 10.0  # a demonstration's one-hot logits, executed as their argmax (prob. 1 in float32)
@@ -141,26 +142,16 @@ def make(config: Config, problem: Problem) -> Agent:
             env_steps=jnp.int32(0), key=k_state, hparams=hparams,
         )
 
-    def rollout(key, params, lock, task, num_episodes: int, greedy: bool):
+    def collect_episodes(key, params, lock, task, num_episodes: int, greedy: bool):
         """num_episodes episodes of one lock: obs (H, E, D), actions, log-probs, values, success (E,)."""
-        k_reset, k_steps = jax.random.split(key)
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_episodes), lock)
 
-        def step(carry, k):
-            obs, env_state = carry
-            k_act, k_env = jax.random.split(k)
+        def policy(obs, env_state, t, k_act):
             dist, value = distribution(params, obs, jnp.full(obs.shape[:1], task))
-            if greedy:
-                action = dist.mode()
-            else:
-                action = dist.sample(seed=k_act)
-            logp = dist.log_prob(action)
-            nobs, env_state, _, _, _, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_env, num_episodes), env_state, action, lock)
-            return (nobs, env_state), (obs, action, logp, value, info["success"])
+            action = dist.mode() if greedy else dist.sample(seed=k_act)
+            return action, (dist.log_prob(action), value)
 
-        _, (obs, action, logp, value, success) = jax.lax.scan(step, (obs, env_state), jax.random.split(k_steps, H))
-        return obs, action, logp, value, success[-1].astype(jnp.float32)
+        _, (tr, info, (logp, value)) = rollout(env, lock, policy, key, num_episodes, H, info_keys=("success",))
+        return tr.obs, tr.action, logp, value, info["success"][-1].astype(jnp.float32)
 
     def iteration(state: UnifiedPGState):
         hp = state.hparams
@@ -169,7 +160,7 @@ def make(config: Config, problem: Problem) -> Agent:
         tasks = jax.random.randint(k_task, (G,), 0, T)
         locks = jax.tree.map(lambda x: x[tasks], state.locks)
         obs, action, old_logp, value, success = jax.vmap(
-            lambda k, lock, t: rollout(k, params, lock, t, n, False))(jax.random.split(k_roll, G), locks, tasks)
+            lambda k, lock, t: collect_episodes(k, params, lock, t, n, False))(jax.random.split(k_roll, G), locks, tasks)
         # obs (G, H, n, D), success (G, n)
         success_rate = success.mean(-1)
         if preset.rl.advantage == "gae":
@@ -203,7 +194,7 @@ def make(config: Config, problem: Problem) -> Agent:
 
         policy, losses = jax.lax.scan(epoch, state.policy, None, length=config.update_epochs)
         e = config.eval_episodes_per_task
-        greedy = jax.vmap(lambda k, lock, t: rollout(k, policy.params, lock, t, e, True)[-1])(
+        greedy = jax.vmap(lambda k, lock, t: collect_episodes(k, policy.params, lock, t, e, True)[-1])(
             jax.random.split(k_eval, T), state.locks, jnp.arange(T))
         state = state.replace(policy=policy, iteration=state.iteration + 1, env_steps=state.env_steps + G * n * H,
                               key=key)

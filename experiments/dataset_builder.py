@@ -70,6 +70,8 @@ import numpy as np
 
 from hybrid_rl.datasets.d4rl import load_d4rl_hdf5, write_d4rl_hdf5
 from hybrid_rl.logging import readable_by_group
+from hybrid_rl.rollout import rollout
+from hybrid_rl.wrappers import EpisodeStatistics
 
 # Bump when a change to this file changes what a recipe produces: old cache entries then miss.
 BUILDER_VERSION = 1
@@ -619,28 +621,19 @@ def _epsilon_greedy(problem, act: Act) -> Act:
 def _make_evaluate(problem, act: Act, num_episodes: int, horizon: int):
     """jitted ``(params stacked on axis 0, keys (2,)) -> returns (2, K, num_episodes)``.
 
-    Like ``hybrid_rl.evaluation.evaluate_policy`` (static length, rewards masked after the first end) but
-    with the env state passed to the policy, and vmapped over candidates and over two independent keys.
+    Like ``hybrid_rl.evaluation.evaluate_policy`` (static length, each episode's first episode counted) but
+    with the env state passed to the policy, one policy key per step split per env, and vmapped over
+    candidates and over two independent keys.
     """
-    env, env_params = problem.env, problem.env_params
 
     def one(params, key):
-        k_reset, k_run = jax.random.split(key)
-        obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_episodes), env_params)
+        def policy(obs, stats_state, t, k):
+            keys = jax.random.split(k, num_episodes)
+            return jax.vmap(act, in_axes=(None, 0, 0, 0))(params, obs, stats_state.env_state, keys), ()
 
-        def step(carry, k):
-            obs, state, ret, alive = carry
-            k_act, k_env = jax.random.split(k)
-            action = jax.vmap(act, in_axes=(None, 0, 0, 0))(params, obs, state, jax.random.split(k_act, num_episodes))
-            obs, state, reward, term, trunc, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_env, num_episodes), state, action, env_params
-            )
-            ret = ret + jnp.where(alive, reward, 0.0)
-            return (obs, state, ret, alive & ~(term | trunc)), None
-
-        init = (obs, state, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
-        (_, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, horizon))
-        return ret
+        (_, stats), _ = rollout(EpisodeStatistics(problem.env), problem.env_params, policy, key, num_episodes,
+                                horizon, record=False)
+        return stats.first_return
 
     # Common random numbers across candidates: differences between them are not evaluation noise.
     return jax.jit(jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(None, 0)))
@@ -648,32 +641,21 @@ def _make_evaluate(problem, act: Act, num_episodes: int, horizon: int):
 
 def _make_rollout(problem, act: Act, steps_per_env: int, num_envs: int):
     """jitted ``(params, key) -> per-step arrays of shape (steps_per_env, num_envs, ...)``."""
-    env, env_params = problem.env, problem.env_params
 
     def run(params, key):
-        k_reset, k_run = jax.random.split(key)
-        obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), env_params)
+        def policy(obs, state, t, k):
+            return jax.vmap(act, in_axes=(None, 0, 0, 0))(params, obs, state, jax.random.split(k, num_envs)), ()
 
-        def step(carry, k):
-            obs, state = carry
-            k_act, k_env = jax.random.split(k)
-            action = jax.vmap(act, in_axes=(None, 0, 0, 0))(params, obs, state, jax.random.split(k_act, num_envs))
-            next_obs, state, reward, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_env, num_envs), state, action, env_params
-            )
-            out = {
-                "observations": problem.flat_obs(obs),
-                "actions": action,
-                "rewards": reward.astype(jnp.float32),
-                "terminals": term.astype(bool),
-                "timeouts": trunc.astype(bool),
-                # The true last observation of an episode, not the auto-reset one.
-                "next_observations": problem.flat_obs(info["final_observation"]),
-            }
-            return (next_obs, state), out
-
-        _, traj = jax.lax.scan(step, (obs, state), jax.random.split(k_run, steps_per_env))
-        return traj
+        _, (tr, _, _) = rollout(problem.env, problem.env_params, policy, key, num_envs, steps_per_env)
+        return {
+            "observations": problem.flat_obs(tr.obs),
+            "actions": tr.action,
+            "rewards": tr.reward,
+            "terminals": tr.terminated,
+            "timeouts": tr.truncated,
+            # The true last observation of an episode, not the auto-reset one.
+            "next_observations": problem.flat_obs(tr.next_obs),
+        }
 
     return jax.jit(run)
 

@@ -1,7 +1,9 @@
 """One evaluation loop for every algorithm: episodes run in parallel under ``vmap``, all inside jit.
 
 The loop runs ``max_steps`` env steps (the env's episode limit) for ``num_episodes`` episodes at once and
-masks rewards after each episode's first end, so its length is static and it scans without a while loop.
+counts each episode's first episode only (``hybrid_rl.wrappers.EpisodeStatistics``), so its length is
+static and it scans without a while loop. It is ``hybrid_rl.rollout.rollout`` with one key per episode for
+the policy and one for the env at every step (``split_per_env``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from typing import Any, Callable
 
 import chex
 import jax
-import jax.numpy as jnp
+
+from hybrid_rl.rollout import rollout, split_per_env
+from hybrid_rl.wrappers import EpisodeStatistics
 
 
 def evaluate_policy(
@@ -23,31 +27,12 @@ def evaluate_policy(
 ) -> tuple[chex.Array, chex.Array]:
     """Returns (episode returns, episode lengths), each of shape (num_episodes,).
 
-    ``act(obs, key)`` maps one observation to one env action.
+    ``act(obs, key) -> env action`` maps one observation to one env action.
     """
-    reset_key, run_key = jax.random.split(key)
-    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(reset_key, num_episodes), env_params
-    )
 
-    def step(carry, step_key):
-        obs, env_state, ret, length, alive = carry
-        act_keys, env_keys = jnp.split(jax.random.split(step_key, 2 * num_episodes), 2)
-        action = jax.vmap(act)(obs, act_keys)
-        obs, env_state, reward, terminated, truncated, _ = jax.vmap(
-            env.step, in_axes=(0, 0, 0, None)
-        )(env_keys, env_state, action, env_params)
-        ret = ret + jnp.where(alive, reward, 0.0)
-        length = length + alive.astype(jnp.int32)
-        alive = alive & ~(terminated | truncated)
-        return (obs, env_state, ret, length, alive), None
+    def policy(obs, env_state, t, keys):
+        return jax.vmap(act)(obs, keys), ()
 
-    init = (
-        obs,
-        env_state,
-        jnp.zeros(num_episodes, jnp.float32),
-        jnp.zeros(num_episodes, jnp.int32),
-        jnp.ones(num_episodes, jnp.bool_),
-    )
-    (_, _, returns, lengths, _), _ = jax.lax.scan(step, init, jax.random.split(run_key, max_steps))
-    return returns, lengths
+    (_, stats), _ = rollout(EpisodeStatistics(env), env_params, policy, key, num_episodes, max_steps,
+                            split_key=split_per_env, record=False)
+    return stats.first_return, stats.first_length

@@ -23,6 +23,7 @@ from gymnax.environments import spaces
 
 from hybrid_rl.env_spec import EnvSpec
 from hybrid_rl.types import Transition
+from hybrid_rl.wrappers import flatten_observation, scale_action
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -51,15 +52,13 @@ class Problem:
 
     def flat_obs(self, obs: jax.Array) -> jax.Array:
         """Observations as float vectors for MLPs; any leading batch axes are kept."""
-        batch = obs.shape[: obs.ndim - len(self.obs_shape)]
-        return obs.reshape(batch + (self.obs_dim,)).astype(jnp.float32)
+        return flatten_observation(obs, self.obs_shape)
 
     def to_env_action(self, action: jax.Array) -> jax.Array:
         """Agent action in [-1, 1]^d (continuous) or an index (discrete) -> the env's action."""
         if self.action_kind == "discrete":
             return action
-        low, high = jnp.asarray(self.action_low), jnp.asarray(self.action_high)
-        return low + (jnp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+        return scale_action(action, self.action_low, self.action_high)
 
     def from_env_action(self, action: jax.Array) -> jax.Array:
         if self.action_kind == "discrete":

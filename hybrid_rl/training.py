@@ -1,5 +1,7 @@
 """Small training helpers shared by algorithms: optimisers with traced learning rates, Polyak updates,
-and stepping a batch of envs while recording transitions with the true next observation."""
+and stepping a batch of envs as the agent sees them (``hybrid_rl.rollout`` on the env with flat
+observations, agent actions and episode statistics) while recording transitions with the true next
+observation."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hybrid_rl.types import Transition
+from hybrid_rl.rollout import reset_batch, step_batch
+from hybrid_rl.wrappers import EpisodeStatistics, FlatObservations, MappedActions
 
 
 def adam(learning_rate, max_grad_norm: float | None = None) -> optax.GradientTransformation:
@@ -26,36 +29,28 @@ def polyak(target, online, tau):
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
 
 
+def agent_env(problem: Any):
+    """The env as an agent sees it: flat float32 observations (``problem.flat_obs``), agent actions
+    (``problem.to_env_action``: [-1, 1]^d scaled to the env's bounds, or a discrete index) and episode
+    statistics in the env state."""
+    return EpisodeStatistics(FlatObservations(MappedActions(problem.env, problem.to_env_action), problem.obs_shape))
+
+
 def step_envs(problem: Any, key, env_state, obs, agent_action):
-    """Steps ``num_envs`` envs (leading axis) with agent actions; returns the new (auto-reset) obs and env
-    state, and the stored ``Transition`` whose ``next_obs`` is the true next observation
-    (``info["final_observation"]``), whose action is the agent's (normalised) action, and whose
-    ``terminated``/``truncated`` are kept apart."""
-    num_envs = obs.shape[0]
-    env_action = problem.to_env_action(agent_action)
-    next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
-        problem.env.step, in_axes=(0, 0, 0, None)
-    )(jax.random.split(key, num_envs), env_state, env_action, problem.env_params)
-    transition = Transition(
-        obs=obs.astype(jnp.float32),
-        action=agent_action,
-        reward=reward.astype(jnp.float32),
-        next_obs=info["final_observation"].astype(jnp.float32),
-        terminated=terminated.astype(jnp.bool_),
-        truncated=truncated.astype(jnp.bool_),
-    )
-    return next_obs, env_state, transition
+    """Steps ``num_envs`` envs of ``agent_env(problem)`` (leading axis, env keys ``split(key, num_envs)``)
+    with agent actions. Returns the new (auto-reset, flat) obs and env state, the stored ``Transition``
+    (flat observations, ``next_obs`` the true next observation, the agent's action, ``terminated`` and
+    ``truncated`` kept apart) and the mean return of the episodes that ended this step (NaN if none)."""
+    keys = jax.random.split(key, obs.shape[0])
+    next_obs, env_state, transition, info = step_batch(agent_env(problem), problem.env_params, keys, env_state, obs,
+                                                       agent_action)
+    done = transition.terminated | transition.truncated
+    n_done = done.sum()
+    finished = jnp.where(n_done > 0, jnp.sum(jnp.where(done, info["episode_return"], 0.0)) / jnp.maximum(n_done, 1),
+                         jnp.nan)
+    return next_obs, env_state, transition, finished
 
 
 def reset_envs(problem: Any, key, num_envs: int):
-    return jax.vmap(problem.env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), problem.env_params)
-
-
-def track_episode_returns(running_return, transition: Transition):
-    """Adds this step's rewards; returns (new running returns, mean return of the episodes that ended
-    this step or NaN if none ended)."""
-    running = running_return + transition.reward
-    done = transition.terminated | transition.truncated
-    n_done = done.sum()
-    finished = jnp.where(n_done > 0, jnp.sum(jnp.where(done, running, 0.0)) / jnp.maximum(n_done, 1), jnp.nan)
-    return jnp.where(done, 0.0, running), finished
+    """``num_envs`` envs of ``agent_env(problem)`` reset with ``split(key, num_envs)``: (flat obs, env state)."""
+    return reset_batch(agent_env(problem), problem.env_params, key, num_envs)

@@ -1,7 +1,7 @@
 """Roll a policy out in a registered env and return the transitions in D4RL's flat layout.
 
-The rollout is one jitted ``lax.scan`` over steps with ``num_envs`` envs vmapped; each env's stream is
-then laid out contiguously so episodes are contiguous, as in D4RL files. The last step of every stream
+The rollout is ``hybrid_rl.rollout.rollout`` (one jitted ``lax.scan``, ``num_envs`` envs vmapped); each env's
+stream is then laid out contiguously so episodes are contiguous, as in D4RL files. The last step of every stream
 is marked as a timeout (its true next observation is stored, so ``qlearning_dataset`` keeps it as a
 truncated transition and no pair ever crosses two streams).
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from hybrid_rl.rollout import per_env, rollout
 
 
 def rollout_d4rl(
@@ -28,32 +29,12 @@ def rollout_d4rl(
     steps_per_env = num_steps // num_envs
     if steps_per_env <= 0:
         raise ValueError(f"num_steps ({num_steps}) must be at least num_envs ({num_envs})")
-    env, params = problem.env, problem.env_params
 
     @jax.jit
     def run(key):
-        k_reset, k_run = jax.random.split(key)
-        obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), params)
-
-        def step(carry, k):
-            obs, state = carry
-            k_act, k_env = jax.random.split(k)
-            action = jax.vmap(act)(obs, jax.random.split(k_act, num_envs))
-            nobs, state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k_env, num_envs), state, action, params
-            )
-            out = {
-                "observations": obs.astype(jnp.float32),
-                "actions": action,
-                "rewards": reward.astype(jnp.float32),
-                "terminals": terminated,
-                "timeouts": truncated,
-                "next_observations": info["final_observation"].astype(jnp.float32),
-            }
-            return (nobs, state), out
-
-        _, traj = jax.lax.scan(step, (obs, state), jax.random.split(k_run, steps_per_env))
-        return traj
+        _, (tr, _, _) = rollout(problem.env, problem.env_params, per_env(act, num_envs), key, num_envs, steps_per_env)
+        return {"observations": tr.obs, "actions": tr.action, "rewards": tr.reward, "terminals": tr.terminated,
+                "timeouts": tr.truncated, "next_observations": tr.next_obs}
 
     traj = jax.device_get(run(key))
     out = {}
