@@ -3,9 +3,10 @@
 # 100k online steps, 8 seeds), meant for one accelerator; results, logs and figures go to $1.
 #   bash paper_figures/run_paper_preset.sh /tmp/paper_preset            # on a GPU machine
 #   PYTHON=.venv/bin/python bash paper_figures/run_paper_preset.sh OUT  # another interpreter
-#   PRESET=cpu bash paper_figures/run_paper_preset.sh OUT --seeds 1 --online-steps 200 --steps 200 --num-evals 1
-#       # a smoke run of this script on a CPU: the cpu preset's (cached) sets, flags (each with a value) after OUT
-#       # go to the figure scripts (--online-steps etc. to F1, --steps etc. to E1, the rest to both)
+#   PRESET=cpu bash paper_figures/run_paper_preset.sh OUT --seeds 1 --online-steps 200 --steps 200 --num-evals 1 \
+#       --algos "SAC (scratch)" --methods h2o,cql      # a smoke run of this script on a CPU: the cpu preset's
+#       # (cached) sets; flags after OUT, each with a value, go to the figure scripts (--online-steps,
+#       # --offline-steps, --algos, --reps to F1; --steps, --cql-actions, --methods to E1; the rest to both)
 # 1. builds the preset's MuJoCo sets (one SAC run per env, the two envs side by side; cached under data/);
 # 2. runs every F1 task and every E1 simulator as its own process, all side by side on the one device (each
 #    is a chain of small kernels and host MuJoCo calls, so one process alone leaves the device mostly idle);
@@ -22,8 +23,8 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false MPLBACKEND=Agg  # several processes s
 f1_flags=() e1_flags=()
 while [ $# -gt 0 ]; do  # F1 calls the env-step budget --online-steps, E1 --steps; each gets what it knows
   case "$1" in
-    --online-steps|--offline-steps|--rlpd-utd|--rlpd-critics) f1_flags+=("$1" "$2"); shift 2 ;;
-    --steps|--cql-actions) e1_flags+=("$1" "$2"); shift 2 ;;
+    --online-steps|--offline-steps|--algos|--reps) f1_flags+=("$1" "$2"); shift 2 ;;
+    --steps|--cql-actions|--methods) e1_flags+=("$1" "$2"); shift 2 ;;
     *) f1_flags+=("$1" "$2"); e1_flags+=("$1" "$2"); shift 2 ;;
   esac
 done
