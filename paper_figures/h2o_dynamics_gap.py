@@ -293,11 +293,12 @@ def main(argv=None):
                     if key in out:
                         entry[key] = np.asarray(out[key][i]).tolist()
                 results[name][f"{env}@{value:g}"] = entry
-
-    payload = {"args": vars(args), "provenance": record, "runtime_s": time.perf_counter() - start, "refs": refs,
-               "refs_source": {env: "D4RL" if is_mujoco(env) else "builder" for env in refs}, "datasets": paths,
-               "budget": budget, "raw": results}
-    finish(payload, args.out, log)
+        # Written after every method, so a run stopped part-way keeps what it finished ("complete" says which).
+        done = {m: results[m] for m in methods[:methods.index(name) + 1]}
+        payload = {"args": vars(args), "provenance": record, "runtime_s": time.perf_counter() - start, "refs": refs,
+                   "refs_source": {env: "D4RL" if is_mujoco(env) else "builder" for env in refs}, "datasets": paths,
+                   "budget": budget, "complete": name == methods[-1], "raw": done}
+        finish(payload, args.out, log)
 
 
 def finish(payload: dict, out: str, log=print):

@@ -231,11 +231,12 @@ def main(argv=None):
             final = on_grid(curves, grid)[:, -1]
             print(f"{env}:{kind:<14} {label:<17} final normalized {final.mean():7.1f} +- {final.std():5.1f} "
                   f"({time.time() - t0:5.0f} s)", flush=True)
-
-    result = {"args": vars(args), "provenance": record, "tasks": [":".join(t) for t in tasks], "grid": grid.tolist(),
-              "references": references, "per_seed_curves": raw, "seconds": seconds,
-              "runtime_s": time.time() - t_start}
-    finish(result, args.out, args.reps)
+        # Written after every task, so a run stopped part-way keeps the tasks it finished ("complete" says which).
+        done = [":".join(t) for t in tasks[:tasks.index([env, kind]) + 1]]
+        result = {"args": vars(args), "provenance": record, "tasks": done, "grid": grid.tolist(),
+                  "references": references, "per_seed_curves": raw, "seconds": seconds,
+                  "runtime_s": time.time() - t_start, "complete": len(done) == len(tasks)}
+        finish(result, args.out, args.reps)
 
 
 def merge_results(results: list[dict]) -> dict:
