@@ -7,6 +7,8 @@ the alternating-SAC ablation (F1c).
     python -m paper_figures.moorl_offline_online --tasks reacher:medium,reacher:medium_replay --online-steps 15000 \
         --num-evals 5 --out paper_figures/moorl_offline_online_reacher
     python -m paper_figures.moorl_offline_online --replot paper_figures/moorl_offline_online.json   # figure only
+    python -m paper_figures.moorl_offline_online --suite mujoco      # MuJoCo hopper/halfcheetah, --preset cpu
+    python -m paper_figures.moorl_offline_online --suite mujoco --preset paper   # the accelerator budget
 
 Tasks are env:dataset-kind pairs; datasets come from the builder (cached under data/). Scores are
 normalized with the random and expert returns stored in each dataset's metadata (100 = expert).
@@ -16,6 +18,14 @@ paper_figures/moorl_offline_online.json (every per-seed curve, the claims and wh
 Budget choices for a 2-core CPU (all stated in the output): small networks, RLPD with UTD 4 and 4 critics
 instead of 20 and 10, IQL/Cal-QL offline phases of ``--offline-steps`` updates, SAC from scratch with
 1000 random warm-up steps.
+
+Suites and presets. ``--suite classic`` (the default) is the set of CPU stand-in tasks above, with the defaults
+above unless a ``--preset`` is named. ``--suite mujoco`` is MuJoCo hopper and halfcheetah (D4RL v2 semantics)
+with the builder's ``medium`` and ``medium-replay`` sets, scored with D4RL's reference returns (100 = D4RL's
+expert, 0 = D4RL's random), and takes ``--preset cpu`` unless told otherwise. ``PRESETS`` holds every budget:
+``cpu`` finishes within an hour on a 2-core CPU; ``paper`` (2x256 networks, batch 256, RLPD at UTD 20 with
+10 critics, 100k online steps, 8 seeds) is meant for an accelerator; neither runs the F1c pair unless asked
+(``--algos "MOORL eta=1 K=1,alternating SAC"``). A flag given on the command line overrides the preset's value.
 """
 
 from __future__ import annotations
@@ -29,18 +39,67 @@ import numpy as np
 
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import Runner, RunSettings
+from paper_figures.mujoco_data import MUJOCO_DATASET_RECIPES, MUJOCO_DATASET_SIZES, is_mujoco, with_d4rl_references
 from paper_figures.provenance import provenance, seeded_global_numpy
 
 OUT = pathlib.Path(__file__).resolve().parent
+
+SUITES = {
+    "classic": "pendulum:medium,pendulum:medium_replay,mountaincar_continuous:medium,"
+               "mountaincar_continuous:medium_replay,reacher:medium,reacher:medium_replay",
+    "mujoco": "mujoco_hopper:medium,mujoco_hopper:medium_replay,mujoco_halfcheetah:medium,"
+              "mujoco_halfcheetah:medium_replay",
+}
+# The settings a run takes when no flag names them: the classic suite's own (kept as they were), else a
+# preset's. The MuJoCo sets come from the preset's SAC recipe (paper_figures/mujoco_data.py; the builder's
+# default, 1M steps of a 2x256 SAC, is days on a CPU); the other suites' sets keep the builder's defaults.
+CLASSIC_DEFAULTS = dict(seeds=8, online_steps=4_000, offline_steps=2_000, dataset_size=20_000, hidden=64, batch=128,
+                        rlpd_utd=4, rlpd_critics=4, warmup=1_000, num_evals=4, eval_episodes=5, algos="")
+PRESETS = {
+    # Within an hour on the 2-core CPU beside another figure run (paper_figures/README.md, F1 on MuJoCo). The
+    # F1c pair runs on one task by its own command (--algos "MOORL eta=1 K=1,alternating SAC"): it is an
+    # exactness check, and a MuJoCo run's cost is mostly one compilation per (method, task).
+    "cpu": dict(seeds=4, online_steps=3_000, offline_steps=2_000, dataset_size=MUJOCO_DATASET_SIZES["cpu"],
+                hidden=64, batch=128, rlpd_utd=4, rlpd_critics=4, warmup=1_000, num_evals=5, eval_episodes=2,
+                algos="SAC (scratch),RLPD,IQL,Cal-QL,MOORL"),
+    # For an accelerator (paper_figures/run_paper_preset.sh): the papers' networks and RLPD setting, 100k online
+    # steps; the F1c pair (an exactness check at any budget) is left to the CPU run.
+    "paper": dict(seeds=8, online_steps=100_000, offline_steps=100_000, dataset_size=MUJOCO_DATASET_SIZES["paper"],
+                  hidden=256, batch=256, rlpd_utd=20, rlpd_critics=10, warmup=5_000, num_evals=10, eval_episodes=5,
+                  algos="SAC (scratch),RLPD,IQL,Cal-QL,MOORL"),
+}
+
+
+def resolve_settings(args) -> None:
+    """Fills every setting left unset on the command line from the preset (the MuJoCo suite's default
+    preset is ``cpu``; the classic suite without ``--preset`` keeps its own defaults)."""
+    preset = args.preset or ("cpu" if args.suite == "mujoco" else None)
+    if args.suite not in SUITES:
+        raise SystemExit(f"unknown suite {args.suite!r}; suites: {', '.join(SUITES)}")
+    if preset is not None and preset not in PRESETS:
+        raise SystemExit(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    args.preset = preset
+    base = PRESETS[preset] if preset else CLASSIC_DEFAULTS
+    for key in CLASSIC_DEFAULTS:
+        if getattr(args, key) is None:
+            setattr(args, key, base[key])
+    args.tasks = args.tasks or SUITES[args.suite]
+    args.mujoco_dataset = dict(MUJOCO_DATASET_RECIPES[preset or "cpu"])
+
+
+def dataset_options(env: str, args) -> dict:
+    """Builder options for one env's sets: the preset's SAC recipe for MuJoCo envs, the defaults otherwise."""
+    return dict(args.mujoco_dataset) if is_mujoco(env) else {}
 
 
 def configs(args) -> dict[str, tuple[str, dict]]:
     """label -> (registered algorithm, config overrides)."""
     net = dict(hidden_sizes=(args.hidden, args.hidden), batch_size=args.batch)
-    steps = args.online_steps
+    steps, warmup = args.online_steps, args.warmup
     return {
-        "SAC (scratch)": ("sac", dict(total_steps=steps, warmup_steps=1_000, **net)),
-        "RLPD": ("rlpd", dict(total_steps=steps, warmup_steps=1_000, utd=4, num_critics=4, **net)),
+        "SAC (scratch)": ("sac", dict(total_steps=steps, warmup_steps=warmup, **net)),
+        "RLPD": ("rlpd", dict(total_steps=steps, warmup_steps=warmup, utd=args.rlpd_utd,
+                              num_critics=args.rlpd_critics, **net)),
         "IQL": ("iql", dict(offline_steps=args.offline_steps, online_steps=steps, **net)),
         "Cal-QL": ("cal_ql", dict(offline_steps=args.offline_steps, online_steps=steps, **net)),
         "MOORL": ("moorl", dict(total_steps=steps, **net)),
@@ -94,31 +153,49 @@ def iqm_with_ci(scores: dict[str, np.ndarray], reps: int, name: str = ""):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="pendulum:medium,pendulum:medium_replay,mountaincar_continuous:medium,"
-                        "mountaincar_continuous:medium_replay,reacher:medium,reacher:medium_replay")
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--online-steps", type=int, default=4_000)
-    parser.add_argument("--offline-steps", type=int, default=2_000)
-    parser.add_argument("--dataset-size", type=int, default=20_000)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--num-evals", type=int, default=4)
-    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--suite", default="classic", help=f"task set: {', '.join(SUITES)} (default classic)")
+    parser.add_argument("--preset", default=None, help=f"budget: {', '.join(PRESETS)} (default: the classic suite's "
+                        "own settings; cpu for the mujoco suite); flags below override it")
+    parser.add_argument("--tasks", default=None, help="env:kind pairs (default: the suite's)")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--online-steps", type=int, default=None)
+    parser.add_argument("--offline-steps", type=int, default=None)
+    parser.add_argument("--dataset-size", type=int, default=None)
+    parser.add_argument("--hidden", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--rlpd-utd", type=int, default=None)
+    parser.add_argument("--rlpd-critics", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None, help="random warm-up steps of SAC and RLPD")
+    parser.add_argument("--num-evals", type=int, default=None)
+    parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument("--reps", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--algos", default="", help="comma-separated subset of labels (default: all)")
+    parser.add_argument("--algos", default=None, help="comma-separated subset of labels (default: the preset's; "
+                        "all without one)")
+    parser.add_argument("--data-dir", default="data", help="the dataset builder's cache")
+    parser.add_argument("--episode-steps", type=int, default=None,
+                        help="episode length cap of every env and dataset (smoke runs; default: each env's own)")
     parser.add_argument("--out", default=None, help="output path without extension (default: "
                         "paper_figures/moorl_offline_online, or the --replot file's)")
     parser.add_argument("--sampled-eval", action="store_true",
                         help="evaluate every method's sampled policy (default: each one's deterministic policy)")
     parser.add_argument("--replot", default="", help="a JSON this script wrote: redo its figure and claims only")
+    parser.add_argument("--merge", default="", help="comma-separated JSONs this script wrote on disjoint tasks with "
+                        "the same grid (e.g. one process per task): one figure and one set of claims over all")
     args = parser.parse_args(argv)
+    if args.merge:
+        parts = args.merge.split(",")
+        finish(merge_results([json.loads(pathlib.Path(part).read_text()) for part in parts]),
+               args.out or parts[0].removesuffix(".json") + "_merged", args.reps)
+        return
     if args.replot:
         result = json.loads(pathlib.Path(args.replot).read_text())
         # Older files have no "tasks" list; their curve keys are "env:kind:label".
         result.setdefault("tasks", list(dict.fromkeys(":".join(k.split(":", 2)[:2]) for k in result["per_seed_curves"])))
         finish(result, args.out or args.replot.removesuffix(".json"), args.reps)
         return
-    args.out = args.out or str(OUT / "moorl_offline_online")
+    resolve_settings(args)
+    args.out = args.out or str(OUT / ("moorl_offline_online" + ("" if args.suite == "classic" else f"_{args.suite}")
+                                      + (f"_{args.preset}" if args.preset else "")))
 
     from experiments.dataset_builder import get_or_build_dataset
 
@@ -129,27 +206,55 @@ def main(argv=None):
     tasks = [t.split(":") for t in args.tasks.split(",")]
     grid = np.linspace(0, args.online_steps, args.num_evals + 1)
     raw: dict = {}
-    paths = {f"{env}:{kind}": get_or_build_dataset(env, kind.replace("_", "-"), args.dataset_size, data_dir="data")
+    references: dict = {}
+    seconds: dict = {}
+    env_kwargs = {"max_steps_in_episode": args.episode_steps} if args.episode_steps else {}
+    paths = {f"{env}:{kind}": get_or_build_dataset(env, kind.replace("_", "-"), args.dataset_size, env_kwargs=env_kwargs,
+                                                   data_dir=args.data_dir, **dataset_options(env, args))
              for env, kind in tasks}
     record = provenance(args, seeds=range(args.seeds), datasets=paths,
                         evaluation="sampled" if args.sampled_eval else "deterministic")
     for env, kind in tasks:
         path = paths[f"{env}:{kind}"]
-        problem = build_problem(env, dataset=path)
+        problem = with_d4rl_references(build_problem(env, env_kwargs, dataset=path))
         if problem.reference_returns() is None:
             raise SystemExit(f"dataset {path} has no reference returns in its metadata")
+        references[f"{env}:{kind}"] = {"random": problem.reference_returns()[0],
+                                       "expert": problem.reference_returns()[1],
+                                       "source": "D4RL" if "d4rl_task" in problem.dataset_info else "builder"}
         for label, (algo, overrides) in labels.items():
             t0 = time.time()
             curves = run_one(algo, overrides, problem, args.seeds, args.num_evals, args.eval_episodes,
                              deterministic=not args.sampled_eval)
             raw[f"{env}:{kind}:{label}"] = curves
+            seconds[f"{env}:{kind}:{label}"] = time.time() - t0
             final = on_grid(curves, grid)[:, -1]
             print(f"{env}:{kind:<14} {label:<17} final normalized {final.mean():7.1f} +- {final.std():5.1f} "
                   f"({time.time() - t0:5.0f} s)", flush=True)
+        # Written after every task, so a run stopped part-way keeps the tasks it finished ("complete" says which).
+        done = [":".join(t) for t in tasks[:tasks.index([env, kind]) + 1]]
+        result = {"args": vars(args), "provenance": record, "tasks": done, "grid": grid.tolist(),
+                  "references": references, "per_seed_curves": raw, "seconds": seconds,
+                  "runtime_s": time.time() - t_start, "complete": len(done) == len(tasks)}
+        finish(result, args.out, args.reps)
 
-    result = {"args": vars(args), "provenance": record, "tasks": [":".join(t) for t in tasks], "grid": grid.tolist(),
-              "per_seed_curves": raw, "runtime_s": time.time() - t_start}
-    finish(result, args.out, args.reps)
+
+def merge_results(results: list[dict]) -> dict:
+    """One result from runs on disjoint tasks (the same grid and seeds): curves, tasks and references joined,
+    each part's provenance kept, runtime the longest part's (the parts ran side by side)."""
+    grids = {tuple(r["grid"]) for r in results}
+    if len(grids) != 1:
+        raise SystemExit(f"--merge: the parts have different evaluation grids {sorted(grids)}")
+    tasks = [t for r in results for t in r["tasks"]]
+    if len(set(tasks)) != len(tasks):
+        raise SystemExit(f"--merge: a task appears in more than one part: {tasks}")
+    merged = {"args": results[0].get("args", {}), "provenance": [r.get("provenance") for r in results],
+              "tasks": tasks, "grid": results[0]["grid"], "references": {}, "per_seed_curves": {}, "seconds": {},
+              "runtime_s": max(r["runtime_s"] for r in results)}
+    for r in results:
+        for key in ("references", "per_seed_curves", "seconds"):
+            merged[key].update(r.get(key, {}))
+    return merged
 
 
 def summarise(result: dict, reps: int):
@@ -225,8 +330,11 @@ def finish(result: dict, out: str, reps: int):
     result["iqm_ci_per_task"] = {k: v for k, v in summary.items() if k != "all"}
     result["claims"] = claims_of(grid, stacked, summary["all"])
     seeds = len(next(iter(result["per_seed_curves"].values())))
-    plot(grid, summary, f"F1: {len(result['tasks'])} task(s), {seeds} seeds; 100 = builder expert, 0 = random",
-         out + ".png")
+    sources = {ref.get("source") for ref in result.get("references", {}).values()}
+    scale = "100 = D4RL expert, 0 = D4RL random" if sources == {"D4RL"} else "100 = builder expert, 0 = random"
+    preset = result.get("args", {}).get("preset")
+    plot(grid, summary, f"F1: {len(result['tasks'])} task(s), {seeds} seeds"
+         + (f", preset {preset}" if preset else "") + f"; {scale}", out + ".png")
     pathlib.Path(out + ".json").write_text(json.dumps(result, indent=1))
     for task, curves in summary.items():
         finals = ", ".join(f"{lab} {pts[-1][0]:.1f}" for lab, pts in curves.items())
