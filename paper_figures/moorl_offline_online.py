@@ -110,6 +110,25 @@ def configs(args) -> dict[str, tuple[str, dict]]:
     }
 
 
+def select_labels(available: dict, algos: str) -> dict:
+    """The entries of ``available`` named in the comma-separated ``algos`` (all of them when empty). A label may
+    itself hold a comma ("MOORL, SAC critic"): the longest run of comma-joined parts that is a label wins. An
+    unknown name is a one-line error, not an empty run."""
+    if not algos:
+        return available
+    parts, chosen, i = algos.split(","), set(), 0
+    while i < len(parts):
+        for j in range(len(parts), i, -1):
+            name = ",".join(parts[i:j]).strip()
+            if name in available:
+                chosen.add(name)
+                i = j
+                break
+        else:
+            raise SystemExit(f"--algos: unknown label {parts[i].strip()!r}; labels: {'; '.join(available)}")
+    return {k: v for k, v in available.items() if k in chosen}
+
+
 def run_one(algo: str, overrides: dict, problem, seeds: int, num_evals: int, eval_episodes: int,
             deterministic: bool = True):
     spec = get_algorithm(algo)
@@ -200,9 +219,7 @@ def main(argv=None):
     from experiments.dataset_builder import get_or_build_dataset
 
     t_start = time.time()
-    labels = configs(args)
-    if args.algos:
-        labels = {k: v for k, v in labels.items() if k in args.algos.split(",")}
+    labels = select_labels(configs(args), args.algos)
     tasks = [t.split(":") for t in args.tasks.split(",")]
     grid = np.linspace(0, args.online_steps, args.num_evals + 1)
     raw: dict = {}

@@ -4,6 +4,7 @@ per-task summaries and a --replot of a written JSON. The learning itself is test
 import json
 
 import numpy as np
+import pytest
 
 from paper_figures import moorl_offline_online as f1
 
@@ -76,3 +77,17 @@ def test_replot_into_another_file_reproduces_every_interval(tmp_path):
     lo, hi = first["iqm_ci"]["RLPD"][-1][1:]
     assert lo < hi  # real intervals, not a degenerate case
     assert json.loads((tmp_path / "first.json").read_text()) == first
+
+
+def test_algos_selects_labels_that_hold_a_comma():
+    available = {label: None for label in ("SAC (scratch)", "MOORL", "MOORL, SAC critic", "MOORL eta=1 K=1")}
+    assert list(f1.select_labels(available, "")) == list(available)
+    assert list(f1.select_labels(available, "MOORL, SAC critic")) == ["MOORL, SAC critic"]
+    assert list(f1.select_labels(available, "MOORL,MOORL, SAC critic,SAC (scratch)")) == [
+        "SAC (scratch)", "MOORL", "MOORL, SAC critic"]
+    assert list(f1.select_labels(available, "MOORL eta=1 K=1, MOORL")) == ["MOORL", "MOORL eta=1 K=1"]
+
+
+def test_algos_rejects_an_unknown_label():
+    with pytest.raises(SystemExit, match="unknown label 'RLDP'"):
+        f1.select_labels({"RLPD": None, "MOORL": None}, "MOORL,RLDP")
