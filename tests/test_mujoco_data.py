@@ -219,7 +219,9 @@ def test_killed_run_on_mujoco_resumes_to_identical_numbers(tmp_path):
     resumed = runner(tmp_path / "killed")
     resumed_state, _ = resumed.run(resume=True)
     assert [r["eval_return"] for r in resumed.rows] == [r["eval_return"] for r in full.rows]
-    np.testing.assert_array_equal(np.asarray(resumed_state.env_state.sim), np.asarray(full_state.env_state.sim))
+    # the agent's env state is the MuJoCo state inside the episode-statistics wrapper
+    np.testing.assert_array_equal(np.asarray(resumed_state.env_state.env_state.sim),
+                                  np.asarray(full_state.env_state.env_state.sim))
     for a, b in zip(jax.tree.leaves(full_state.critic.params), jax.tree.leaves(resumed_state.critic.params)):
         np.testing.assert_array_equal(a, b)
 
