@@ -35,8 +35,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import environment, spaces
 
+from envs.physics import BoxPhysicsEnv, check_param_keys, physics_params
 from envs.registry import EnvSpec, register_env
 
 INSTALL_HINT = 'Brax locomotion envs need the brax extra: pip install -e ".[brax]"'
@@ -74,7 +74,7 @@ class BraxParams:
     shift_field: str = struct.field(pytree_node=False, default="gravity_scale")
 
 
-class BraxEnv(environment.Environment):
+class BraxEnv(BoxPhysicsEnv):
     """A Brax locomotion env with traced gravity and friction multipliers (see the module doc)."""
 
     def __init__(self, name: str, backend: str | None = None):
@@ -134,22 +134,10 @@ class BraxEnv(environment.Environment):
     def is_terminated(self, state: BraxEnvState, params: BraxParams) -> jax.Array:
         return state.brax.done > 0.5
 
-    def is_truncated(self, state: BraxEnvState, params: BraxParams) -> jax.Array:
-        return state.time >= params.max_steps_in_episode
-
     @property
     def name(self) -> str:
         return f"brax-{self.brax_name}[{self.backend}]"
 
-    @property
-    def num_actions(self) -> int:
-        return self.action_size
-
-    def action_space(self, params: BraxParams | None = None):
-        return spaces.Box(-1.0, 1.0, (self.action_size,), jnp.float32)
-
-    def observation_space(self, params: BraxParams | None = None):
-        return spaces.Box(-jnp.inf, jnp.inf, self.obs_shape, jnp.float32)
 
 
 _PARAM_FIELDS = ("gravity_scale", "friction_scale", "max_steps_in_episode")
@@ -159,18 +147,9 @@ def _build(env_name: str, brax_name: str, overrides: dict, shift_field: str = "g
     """(env, params) with ``env.kwargs`` applied: ``backend`` goes to the constructor, the rest to params."""
     overrides = dict(overrides)
     backend = overrides.pop("backend", None)
-    unknown = sorted(set(overrides) - set(_PARAM_FIELDS))
-    if unknown:
-        raise ValueError(
-            f"env {env_name!r} has no parameter(s) {unknown}; its parameters are {sorted(_PARAM_FIELDS + ('backend',))}"
-        )
+    check_param_keys(env_name, overrides, _PARAM_FIELDS, other_keys=("backend",))
     env = BraxEnv(brax_name, backend)
-    params = env.default_params.replace(shift_field=shift_field)
-    if sim_value is not None:
-        params = params.replace(**{shift_field: jnp.float32(sim_value)})
-    for field, value in overrides.items():
-        params = params.replace(**{field: int(value) if field == "max_steps_in_episode" else jnp.float32(value)})
-    return env, params
+    return env, physics_params(env.default_params, overrides, shift_field, sim_value)
 
 
 # short name, Brax env, description

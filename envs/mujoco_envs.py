@@ -45,8 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import environment, spaces
 
+from envs.physics import BoxPhysicsEnv, check_param_keys, physics_params
 from envs.registry import EnvSpec, register_env
 
 INSTALL_HINT = 'MuJoCo envs need the mujoco extra: pip install -e ".[mujoco]"'
@@ -315,7 +315,7 @@ class MujocoParams:
     shift_field: str = struct.field(pytree_node=False, default="gravity_scale")
 
 
-class MujocoEnv(environment.Environment):
+class MujocoEnv(BoxPhysicsEnv):
     """A gymnasium MuJoCo locomotion task stepped by C MuJoCo through one host callback per step."""
 
     def __init__(self, task: str, version: str = "v4"):
@@ -416,22 +416,9 @@ class MujocoEnv(environment.Environment):
     def get_obs(self, state: MujocoState, params=None, key=None):
         return state.obs
 
-    def is_truncated(self, state: MujocoState, params: MujocoParams) -> jax.Array:
-        return state.time >= params.max_steps_in_episode
-
     @property
     def name(self) -> str:
         return f"mujoco-{self.spec.gym_id}"
-
-    @property
-    def num_actions(self) -> int:
-        return self.action_size
-
-    def action_space(self, params: Optional[MujocoParams] = None):
-        return spaces.Box(-1.0, 1.0, (self.action_size,), jnp.float32)
-
-    def observation_space(self, params: Optional[MujocoParams] = None):
-        return spaces.Box(-jnp.inf, jnp.inf, self.obs_shape, jnp.float32)
 
     # -- host-side helpers (not jitted): states from and to a MuJoCo data --------------------------------
 
@@ -482,17 +469,9 @@ _PARAM_FIELDS = ("gravity_scale", "friction_scale", "noise_std", "max_steps_in_e
 
 def _build(env_name: str, task: str, version: str, overrides: dict, shift_field: str = "gravity_scale",
            sim_value=None):
-    overrides = dict(overrides)
-    unknown = sorted(set(overrides) - set(_PARAM_FIELDS))
-    if unknown:
-        raise ValueError(f"env {env_name!r} has no parameter(s) {unknown}; its parameters are {sorted(_PARAM_FIELDS)}")
+    check_param_keys(env_name, overrides, _PARAM_FIELDS)
     env = MujocoEnv(task, version)
-    params = env.default_params.replace(shift_field=shift_field)
-    if sim_value is not None:
-        params = params.replace(**{shift_field: jnp.float32(sim_value)})
-    for field, value in overrides.items():
-        params = params.replace(**{field: int(value) if field == "max_steps_in_episode" else jnp.float32(value)})
-    return env, params
+    return env, physics_params(env.default_params, overrides, shift_field, sim_value)
 
 
 def _maker(name, task, version, field="gravity_scale", value=None):
