@@ -24,7 +24,10 @@ the compiled program, the min and median of lower+compile time over ``--compile-
 median CPU-seconds/wall-second (cores kept busy), the largest OS thread count of the process, and the load
 average range seen before/after every measurement. Ratios are ours / anchor: below 1 means the project is
 faster. The XLA flags in force are printed: both contenders run under the same ones (``hybrid_rl`` sets its
-CPU flag on import).
+CPU flag on import). Random numbers differ in how they are lowered, not in value: ``hybrid_rl`` lowers
+Threefry as straight-line code on CPU (``hybrid_rl.threefry_cpu``), while the anchors are lowered with JAX's
+own rolled loop, as their users run them; ``--anchor-lowering project`` gives the anchors the project's
+lowering as well, for a code-for-code comparison.
 
     python -m benchmarks.anchors                      # full size (PPO 500k steps; minutes on a 2-core CPU)
     python -m benchmarks.anchors --tiny               # seconds: checks the harness, measures nothing useful
@@ -34,13 +37,14 @@ CPU flag on import).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import platform
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ContextManager, Optional
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +52,7 @@ import jax.numpy as jnp
 from benchmarks._measure import Summary, load_average, measure, os_thread_count
 from benchmarks.anchors_impl import purejaxrl_ppo, unifloral_offline
 from experiments.catalog import build_problem, default_hparams, get_algorithm
+from hybrid_rl import threefry_cpu
 from hybrid_rl.evaluation import evaluate_policy
 from hybrid_rl.runner import init_one_by_one, make_chunk, make_seed_sweep
 
@@ -81,6 +86,9 @@ class Contender:
     build: Callable[[], Callable]
     args: tuple
     final_return: Callable[[Any], Optional[float]]
+    # Context the program is lowered in: an anchor is lowered as its own users get it (JAX's rolled CPU
+    # threefry), unless --anchor-lowering project gives it this project's lowering too.
+    lowering: Callable[[], ContextManager] = contextlib.nullcontext
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -254,7 +262,13 @@ def compare(pair: str, seeds: int, ours: Contender, anchor: Contender, sizes: Si
     for r in range(sizes.compile_repeats):
         for c in contenders if r % 2 == 0 else contenders[::-1]:
             fn = jax.jit(c.build())  # a fresh trace every repeat: the compile is measured, not a cache hit
-            sample, compiled[c.name] = measure(lambda: fn.lower(*c.args).compile())
+
+            def lower_and_compile(fn=fn, c=c):
+                with c.lowering():
+                    lowered = fn.lower(*c.args)
+                return lowered.compile()
+
+            sample, compiled[c.name] = measure(lower_and_compile)
             compile_samples[c.name].append(sample)
             log(f"  {pair} x{seeds} compile {c.name}: {sample.wall_s:.2f} s (load {sample.load_before:.1f})")
     for c in contenders:  # one untimed call each: first-call costs (allocation, page faults) stay out
@@ -328,6 +342,10 @@ def parse_args(argv=None):
     for field in dataclasses.fields(Sizes):
         if field.name != "seeds":
             ap.add_argument("--" + field.name.replace("_", "-"), type=int, default=None)
+    ap.add_argument("--anchor-lowering", choices=("jax", "project"), default="jax",
+                    help="how the anchors' random numbers are lowered on CPU: 'jax' (JAX's own rolled threefry, "
+                         "as the anchors' users run them; default) or 'project' (this project's unrolled one, "
+                         "hybrid_rl.threefry_cpu, for a code-for-code comparison)")
     ap.add_argument("--json", default=None, help="write the rows and machine facts here")
     ap.add_argument("--markdown", default=None, help="write the table here")
     return ap.parse_args(argv)
@@ -346,9 +364,12 @@ def main(argv=None) -> list[dict]:
     if unknown:
         raise SystemExit(f"unknown pair(s) {', '.join(unknown)}; choose from {', '.join(PAIRS)}")
     info = machine()
+    info["threefry_cpu"] = {"ours": "unrolled" if threefry_cpu.INSTALLED else "jax (rolled)",
+                            "anchors": args.anchor_lowering if threefry_cpu.INSTALLED else "jax (rolled)"}
     print(f"anchors: {info['date_utc']} UTC, {info['device']}, {info['cpu_count']} CPUs, jax {info['jax']}, "
           f"load average {info['load_average_start']:.1f}, {os_thread_count()} threads at start")
     print(f"XLA_FLAGS={info['xla_flags']!r} (in force for both contenders)")
+    print(f"threefry CPU lowering: ours {info['threefry_cpu']['ours']}, anchors {info['threefry_cpu']['anchors']}")
     if info["compilation_cache_dir"]:
         print(f"persistent compilation cache on ({info['compilation_cache_dir']}): compile times may be cache reads")
     print(f"sizes: {dataclasses.asdict(sizes)}")
@@ -370,6 +391,8 @@ def main(argv=None) -> list[dict]:
 
                     iql_data = synthetic_dataset(sizes.iql_size, 11, 3)
                 ours, anchor = iql_pair(seeds, sizes, iql_data)
+            if args.anchor_lowering == "jax":
+                anchor = dataclasses.replace(anchor, lowering=threefry_cpu.jax_rolled_lowering)
             rows.append(compare(pair, seeds, ours, anchor, sizes))
             _write(args, info, sizes, rows, skipped)  # after every row: a cut-short run keeps what it measured
     info["load_average_end"] = load_average()
