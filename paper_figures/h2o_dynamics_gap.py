@@ -336,24 +336,37 @@ def finish(payload: dict, out: str, log=print):
 
 
 def merge(parts: list[dict]) -> dict:
-    """One payload from runs of the same suite, methods and budget on disjoint pair envs (``--envs``, e.g. one
-    process per env): raw results, datasets and references joined, each part's provenance kept, runtime the
-    longest part's (the parts ran side by side)."""
-    suites = {(p["args"]["suite"], p["args"]["preset"], p["args"]["methods"], p["args"]["seeds"]) for p in parts}
+    """One payload from runs of the same suite, seeds, budget and real data on disjoint (method, pair env)
+    entries: per-env parts (``--envs``, e.g. one process per env) or per-method parts (``--methods``, e.g. a
+    method run later): raw results, datasets and references joined, each part's provenance kept, runtime the
+    longest part's (per-env parts run side by side; ``runtime_s_per_part`` keeps each)."""
+    suites = {(p["args"]["suite"], p["args"]["preset"], p["args"]["seeds"], json.dumps(p.get("budget"), sort_keys=True))
+              for p in parts}
     if len(suites) != 1:
-        raise SystemExit(f"--merge: the parts differ in suite, preset, methods or seeds: {sorted(map(str, suites))}")
-    raw = {name: {} for name in parts[0]["raw"]}
+        raise SystemExit(f"--merge: the parts differ in suite, preset, seeds or budget: {sorted(map(str, suites))}")
+    data = {}  # real-data env -> content hashes over the parts: every part must have trained on the same file
+    for part in parts:
+        records = part["provenance"].get("datasets", {}) if isinstance(part["provenance"], dict) else {}
+        for env, record in records.items():
+            data.setdefault(env, set()).add(record.get("content_sha256") if isinstance(record, dict) else record)
+    if any(len(hashes) > 1 for hashes in data.values()):
+        raise SystemExit(f"--merge: the parts used different real data: {({k: sorted(map(str, v)) for k, v in data.items()})}")
+    raw = {}
     for part in parts:
         for name, entries in part["raw"].items():
-            clash = set(raw[name]) & set(entries)
+            clash = set(raw.setdefault(name, {})) & set(entries)
             if clash and name != "cql":  # CQL never sees the sim: every part has the same real-data run
                 raise SystemExit(f"--merge: {name} on {sorted(clash)} appears in more than one part")
             raw[name].update(entries)
+    methods = list(dict.fromkeys(m for p in parts for m in p["args"]["methods"].split(",")))
     merged = {**parts[0], "provenance": [p["provenance"] for p in parts], "raw": raw,
-              "runtime_s": max(p["runtime_s"] for p in parts)}
+              "runtime_s": max(p["runtime_s"] for p in parts), "runtime_s_per_part": [p["runtime_s"] for p in parts],
+              "complete": all(name in raw for name in methods)}
     for key in ("refs", "refs_source", "datasets"):
         merged[key] = {k: v for p in parts for k, v in p[key].items()}
-    merged["args"] = {**parts[0]["args"], "envs": ",".join(filter(None, (p["args"]["envs"] for p in parts))) or None}
+    envs = None if any(p["args"]["envs"] is None for p in parts) else ",".join(
+        dict.fromkeys(e for p in parts for e in p["args"]["envs"].split(",")))
+    merged["args"] = {**parts[0]["args"], "envs": envs, "methods": ",".join(methods)}
     return merged
 
 

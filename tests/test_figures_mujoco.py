@@ -182,3 +182,32 @@ def test_both_mujoco_suites_run_end_to_end_at_a_tiny_size(tmp_path, monkeypatch)
                                           "mujoco_halfcheetah_gravity_2x@2"}
     assert set(e1_json["claims"]) == {"E1c"}  # E1a needs SAC-sim, E1b the naive mix
     assert f1_json["claims"]["F1a"]["margins"].keys() == {"IQL"}
+
+
+def test_e1_merge_joins_per_method_parts_on_the_same_data_and_budget(tmp_path):
+    h2o = {"HalfCheetah gravity x2": 2000.0, "HalfCheetah friction x0.3": 900.0, "HalfCheetah joint noise 1.0": 100.0}
+    envs = ",".join(env for _, env, _ in e1.MUJOCO_SHIFTS)
+    full = _e1_part(envs, h2o, {1.0: 0.01, 1.5: 0.5, 2.0: 1.2})
+    data = {"mujoco_halfcheetah": {"content_sha256": "ab" * 32}}
+    # A run stopped before its last method (the naive mix) and a later run of that method alone, on all envs.
+    first = {**full, "args": {**full["args"], "envs": None, "methods": "h2o,sac_sim,cql,h2o_naive"}, "raw": {m: full["raw"][m] for m in ("h2o", "sac_sim", "cql")},
+             "provenance": {"seeds": [0, 1], "datasets": data}, "budget": {"steps": 100}, "complete": False}
+    later = {**full, "args": {**full["args"], "envs": None, "methods": "h2o_naive"}, "runtime_s": 7.0,
+             "raw": {"h2o_naive": full["raw"]["h2o_naive"]}, "provenance": {"seeds": [0, 1], "datasets": data},
+             "budget": {"steps": 100}, "complete": True}
+    merged = e1.merge([first, later])
+    assert list(merged["raw"]) == ["h2o", "sac_sim", "cql", "h2o_naive"] and merged["complete"]
+    assert merged["args"]["methods"] == "h2o,sac_sim,cql,h2o_naive" and merged["args"]["envs"] is None
+    assert merged["runtime_s_per_part"] == [5.0, 7.0] and merged["runtime_s"] == 7.0
+    e1.finish(merged, str(tmp_path / "e1"), log=lambda msg: None)
+    written = json.loads((tmp_path / "e1.json").read_text())
+    # Naive mix 1000 vs H2O 2000 (gravity x2, u 1.2) and 900 (friction, u 1.0): the E1b check needs the join.
+    assert written["claims"]["E1b"].startswith("fails (HalfCheetah gravity x2 (u = 1.20): H2O ")
+    assert written["summary"]["HalfCheetah joint noise 1.0"]["h2o_naive"]["final_return_mean"] == 1000.0
+    assert not e1.merge([first, {**later, "raw": {}}])["complete"]  # the naive mix still missing
+    with pytest.raises(SystemExit, match="different real data"):
+        e1.merge([first, {**later, "provenance": {"datasets": {"mujoco_halfcheetah": {"content_sha256": "cd" * 32}}}}])
+    with pytest.raises(SystemExit, match="differ in suite, preset, seeds or budget"):
+        e1.merge([first, {**later, "budget": {"steps": 200}}])
+    with pytest.raises(SystemExit, match="more than one part"):
+        e1.merge([first, {**later, "raw": {"h2o": full["raw"]["h2o"]}}])
