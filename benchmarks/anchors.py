@@ -1,6 +1,6 @@
 """The project against its speed anchors, in one process: ``python -m benchmarks.anchors``.
 
-Three pairs, each timed A/B alternated (the order flips every repeat) at every seed count:
+Four pairs, each timed A/B alternated (the order flips every repeat) at every seed count:
 
 * ``ppo`` vs PureJaxRL's CartPole PPO (``benchmarks/anchors_impl/purejaxrl_ppo.py``, a reimplementation
   written here: PureJaxRL is not a package). Both: 4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4
@@ -18,6 +18,13 @@ Three pairs, each timed A/B alternated (the order flips every repeat) at every s
   (``--iql-size`` transitions, 11-d observations, 3-d actions) that both programs hold as a constant. The
   timed call is ``--iql-updates`` updates from the same initial states. Returns are not comparable on
   random data, so the row gives none.
+* ``td3_bc`` vs Unifloral's TD3+BC update (the same module, a reimplementation), 2x256, batch 256, alpha 2.5,
+  policy noise 0.2 clipped at 0.5, gamma 0.99, Polyak 0.005, lr 3e-4, on its own synthetic hopper-sized set
+  (``--td3-bc-size`` transitions; the same array as ``iql``'s when the sizes are equal). The timed call is
+  ``--td3-bc-updates`` updates from the same initial states, an update being one policy-delay cycle: two
+  critic updates, one actor update, one Polyak step of the targets. That is Unifloral's ``train_step``
+  (``num_critic_updates_per_step = 2``) and one iteration of ours (``policy_delay = 2``, ``num_steps`` = 2 x
+  the updates, as ours counts critic updates), so both do equal numbers of critic and actor updates. No return.
 
 Per contender and seed count it reports the min and median of the run wall time over ``--repeats`` calls of
 the compiled program, the min and median of lower+compile time over ``--compile-repeats`` fresh traces, the
@@ -31,7 +38,7 @@ lowering as well, for a code-for-code comparison.
 
     python -m benchmarks.anchors                      # full size (PPO 500k steps; minutes on a 2-core CPU)
     python -m benchmarks.anchors --tiny               # seconds: checks the harness, measures nothing useful
-    python -m benchmarks.anchors --only ppo,iql --seeds 1,8 --json out.json --markdown out.md
+    python -m benchmarks.anchors --only ppo,iql,td3_bc --seeds 1,8 --json out.json --markdown out.md
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from hybrid_rl import threefry_cpu
 from hybrid_rl.evaluation import evaluate_policy
 from hybrid_rl.runner import init_one_by_one, make_chunk, make_seed_sweep
 
-PAIRS = ("ppo", "sac", "iql")
+PAIRS = ("ppo", "sac", "iql", "td3_bc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,11 +77,13 @@ class Sizes:
     hidden: int = 256
     iql_size: int = 1_000_000
     iql_updates: int = 1_000
+    td3_bc_size: int = 1_000_000
+    td3_bc_updates: int = 1_000  # policy-delay cycles: 2 critic updates + 1 actor update each
     eval_episodes: int = 16
 
 
 TINY = Sizes(seeds=(1, 2), repeats=1, compile_repeats=1, ppo_steps=1_024, sac_steps=300, sac_warmup=100, hidden=16,
-             iql_size=2_000, iql_updates=20, eval_episodes=2)
+             iql_size=2_000, iql_updates=20, td3_bc_size=2_000, td3_bc_updates=10, eval_episodes=2)
 
 
 @dataclasses.dataclass
@@ -239,6 +248,58 @@ def iql_pair(seeds: int, sizes: Sizes, data=None) -> tuple[Contender, Contender]
 
 
 # ----------------------------------------------------------------------------------------------------
+# TD3+BC vs Unifloral
+# ----------------------------------------------------------------------------------------------------
+
+
+def td3_bc_pair(seeds: int, sizes: Sizes, data=None) -> tuple[Contender, Contender]:
+    """``sizes.td3_bc_updates`` policy-delay cycles on each side. Unifloral's ``train_step`` is
+    ``num_critic_updates_per_step`` (2) critic updates and one actor update; one iteration of ours is
+    ``policy_delay`` critic updates and one actor update. With ``policy_delay`` set to Unifloral's count and
+    ``num_steps`` (ours counts critic updates) = that count x the cycles, a chunk of ``td3_bc_updates``
+    iterations and a scan of as many ``train_step`` calls do the same numbers of critic updates (2N), actor
+    updates (N) and target Polyak steps (N)."""
+    from benchmarks.offline_speed import hopper_sized_problem, synthetic_dataset
+
+    data = synthetic_dataset(sizes.td3_bc_size, 11, 3) if data is None else data
+    problem = hopper_sized_problem(data)
+    spec = get_algorithm("td3_bc")
+    hidden = (sizes.hidden, sizes.hidden)
+    anchor_config = unifloral_offline.TD3BCConfig(hidden=sizes.hidden)
+    delay = anchor_config.num_critic_updates_per_step
+    config = spec.config_cls(num_steps=delay * sizes.td3_bc_updates, hidden_sizes=hidden,
+                             batch_size=anchor_config.batch_size, actor_lr=anchor_config.lr,
+                             critic_lr=anchor_config.lr, gamma=anchor_config.gamma,
+                             tau=anchor_config.polyak_step_size, alpha=anchor_config.td3_alpha,
+                             policy_noise=anchor_config.policy_noise, noise_clip=anchor_config.noise_clip,
+                             policy_delay=delay)
+    agent = spec.make(config, problem)
+    (phase,) = agent.phases
+    assert phase.num_iterations == sizes.td3_bc_updates and phase.grad_steps_per_iteration == delay
+    hp = default_hparams(spec, config)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    states = jax.jit(lambda ks: init_one_by_one(agent.init, ks, hp))(keys)
+    ours = Contender("hybrid-rl td3_bc",
+                     lambda: jax.vmap(make_chunk(agent, problem, phase, sizes.td3_bc_updates, 0)),
+                     (states, keys), lambda out: None)
+
+    anchor_data = unifloral_offline.OfflineData(data.obs, data.action, data.reward, data.next_obs,
+                                                data.terminated.astype(jnp.float32))
+    init, train_step = unifloral_offline.make_td3_bc(anchor_config, anchor_data)
+    raw_keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    agents = jax.jit(jax.vmap(init))(raw_keys)
+
+    def anchor_program():
+        def run(rng, agent_state):
+            return jax.lax.scan(train_step, (rng, agent_state), None, sizes.td3_bc_updates)
+
+        return jax.vmap(run)
+
+    anchor = Contender("Unifloral TD3+BC (reimplementation)", anchor_program, (raw_keys, agents), lambda out: None)
+    return ours, anchor
+
+
+# ----------------------------------------------------------------------------------------------------
 # Harness
 # ----------------------------------------------------------------------------------------------------
 
@@ -374,7 +435,7 @@ def main(argv=None) -> list[dict]:
         print(f"persistent compilation cache on ({info['compilation_cache_dir']}): compile times may be cache reads")
     print(f"sizes: {dataclasses.asdict(sizes)}")
     rows, skipped = [], []
-    iql_data = None
+    offline_data = {}  # synthetic hopper-sized sets by size: iql and td3_bc share one when their sizes agree
     for pair in pairs:
         if pair == "sac" and rejax_missing():
             skipped.append(f"sac: {rejax_missing()}")
@@ -386,11 +447,13 @@ def main(argv=None) -> list[dict]:
             elif pair == "sac":
                 ours, anchor = sac_pair(seeds, sizes)
             else:
-                if iql_data is None:
+                size = sizes.iql_size if pair == "iql" else sizes.td3_bc_size
+                if size not in offline_data:
                     from benchmarks.offline_speed import synthetic_dataset
 
-                    iql_data = synthetic_dataset(sizes.iql_size, 11, 3)
-                ours, anchor = iql_pair(seeds, sizes, iql_data)
+                    offline_data[size] = synthetic_dataset(size, 11, 3)
+                make_pair = iql_pair if pair == "iql" else td3_bc_pair
+                ours, anchor = make_pair(seeds, sizes, offline_data[size])
             if args.anchor_lowering == "jax":
                 anchor = dataclasses.replace(anchor, lowering=threefry_cpu.jax_rolled_lowering)
             rows.append(compare(pair, seeds, ours, anchor, sizes))

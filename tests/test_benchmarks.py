@@ -157,7 +157,8 @@ def test_script_runs_tiny(name, script, command, expected, skip, tmp_path):
     if name == "anchors":
         result = json.loads((tmp_path / "anchors.json").read_text())
         pairs = {(r["pair"], r["seeds"]) for r in result["rows"]}
-        want = {("ppo", 1), ("ppo", 2), ("iql", 1), ("iql", 2)} | ({("sac", 1), ("sac", 2)} if HAS_REJAX else set())
+        want = {(pair, seeds) for pair in ("ppo", "iql", "td3_bc") for seeds in (1, 2)}
+        want |= {("sac", 1), ("sac", 2)} if HAS_REJAX else set()
         assert pairs == want
         for r in result["rows"]:
             assert r["run_ratio_median"] > 0 and r["ours"]["run"]["threads"] > 0

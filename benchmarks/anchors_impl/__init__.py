@@ -5,5 +5,6 @@ optimiser, hyper-parameters and program structure) so that ``python -m benchmark
 this project in one process. Where an anchor is a package on PyPI (Rejax), the package itself is used instead.
 
 * ``purejaxrl_ppo``: PureJaxRL's single-file PPO on gymnax CartPole-v1 (``make_train(config)(key)``).
-* ``unifloral_offline``: Unifloral's single-file offline IQL update (``make_train_step``), 2x256 networks.
+* ``unifloral_offline``: Unifloral's single-file offline IQL and TD3+BC updates (``make_iql``,
+  ``make_td3_bc``), 2x256 networks.
 """
