@@ -230,21 +230,28 @@ def iql_pair(seeds: int, sizes: Sizes, data=None) -> tuple[Contender, Contender]
                      lambda: jax.vmap(make_chunk(agent, problem, phase, sizes.iql_updates, 0)),
                      (states, keys), lambda out: None)
 
+    anchor_config = unifloral_offline.IQLConfig(hidden=sizes.hidden, num_updates=sizes.iql_updates)
+    anchor = _unifloral_contender("Unifloral IQL (reimplementation)", unifloral_offline.make_iql, anchor_config,
+                                  data, seeds, sizes.iql_updates)
+    return ours, anchor
+
+
+def _unifloral_contender(name: str, make, anchor_config, data, seeds: int, updates: int) -> Contender:
+    """A Unifloral-style offline anchor: ``make(config, data)`` gives ``(init, train_step)``; the timed program
+    is ``updates`` scanned ``train_step`` calls per seed, seeds vmapped, from states initialised untimed."""
     anchor_data = unifloral_offline.OfflineData(data.obs, data.action, data.reward, data.next_obs,
                                                 data.terminated.astype(jnp.float32))
-    anchor_config = unifloral_offline.IQLConfig(hidden=sizes.hidden, num_updates=sizes.iql_updates)
-    init, train_step = unifloral_offline.make_iql(anchor_config, anchor_data)
+    init, train_step = make(anchor_config, anchor_data)
     raw_keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     agents = jax.jit(jax.vmap(init))(raw_keys)
 
     def anchor_program():
         def run(rng, agent_state):
-            return jax.lax.scan(train_step, (rng, agent_state), None, sizes.iql_updates)
+            return jax.lax.scan(train_step, (rng, agent_state), None, updates)
 
         return jax.vmap(run)
 
-    anchor = Contender("Unifloral IQL (reimplementation)", anchor_program, (raw_keys, agents), lambda out: None)
-    return ours, anchor
+    return Contender(name, anchor_program, (raw_keys, agents), lambda out: None)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -283,19 +290,8 @@ def td3_bc_pair(seeds: int, sizes: Sizes, data=None) -> tuple[Contender, Contend
                      lambda: jax.vmap(make_chunk(agent, problem, phase, sizes.td3_bc_updates, 0)),
                      (states, keys), lambda out: None)
 
-    anchor_data = unifloral_offline.OfflineData(data.obs, data.action, data.reward, data.next_obs,
-                                                data.terminated.astype(jnp.float32))
-    init, train_step = unifloral_offline.make_td3_bc(anchor_config, anchor_data)
-    raw_keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-    agents = jax.jit(jax.vmap(init))(raw_keys)
-
-    def anchor_program():
-        def run(rng, agent_state):
-            return jax.lax.scan(train_step, (rng, agent_state), None, sizes.td3_bc_updates)
-
-        return jax.vmap(run)
-
-    anchor = Contender("Unifloral TD3+BC (reimplementation)", anchor_program, (raw_keys, agents), lambda out: None)
+    anchor = _unifloral_contender("Unifloral TD3+BC (reimplementation)", unifloral_offline.make_td3_bc,
+                                  anchor_config, data, seeds, sizes.td3_bc_updates)
     return ours, anchor
 
 
