@@ -223,17 +223,22 @@ def iql_pair(seeds: int, sizes: Sizes, data=None) -> tuple[Contender, Contender]
     config = spec.config_cls(offline_steps=sizes.iql_updates, online_steps=0, hidden_sizes=hidden, batch_size=256)
     agent = spec.make(config, problem)
     phase = [p for p in agent.phases if p.num_iterations > 0][0]
-    hp = default_hparams(spec, config)
-    keys = jax.random.split(jax.random.key(0), seeds)
-    states = jax.jit(lambda ks: init_one_by_one(agent.init, ks, hp))(keys)
-    ours = Contender("hybrid-rl iql",
-                     lambda: jax.vmap(make_chunk(agent, problem, phase, sizes.iql_updates, 0)),
-                     (states, keys), lambda out: None)
+    ours = _our_offline_contender("hybrid-rl iql", spec, config, agent, problem, phase, seeds, sizes.iql_updates)
 
     anchor_config = unifloral_offline.IQLConfig(hidden=sizes.hidden, num_updates=sizes.iql_updates)
     anchor = _unifloral_contender("Unifloral IQL (reimplementation)", unifloral_offline.make_iql, anchor_config,
                                   data, seeds, sizes.iql_updates)
     return ours, anchor
+
+
+def _our_offline_contender(name: str, spec, config, agent, problem, phase, seeds: int, updates: int) -> Contender:
+    """The project's side of an offline pair: ``updates`` iterations of ``phase`` as one runner chunk per seed,
+    seeds vmapped, from states initialised untimed (one seed at a time, as the runner does)."""
+    hp = default_hparams(spec, config)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    states = jax.jit(lambda ks: init_one_by_one(agent.init, ks, hp))(keys)
+    return Contender(name, lambda: jax.vmap(make_chunk(agent, problem, phase, updates, 0)), (states, keys),
+                     lambda out: None)
 
 
 def _unifloral_contender(name: str, make, anchor_config, data, seeds: int, updates: int) -> Contender:
@@ -283,12 +288,8 @@ def td3_bc_pair(seeds: int, sizes: Sizes, data=None) -> tuple[Contender, Contend
     agent = spec.make(config, problem)
     (phase,) = agent.phases
     assert phase.num_iterations == sizes.td3_bc_updates and phase.grad_steps_per_iteration == delay
-    hp = default_hparams(spec, config)
-    keys = jax.random.split(jax.random.key(0), seeds)
-    states = jax.jit(lambda ks: init_one_by_one(agent.init, ks, hp))(keys)
-    ours = Contender("hybrid-rl td3_bc",
-                     lambda: jax.vmap(make_chunk(agent, problem, phase, sizes.td3_bc_updates, 0)),
-                     (states, keys), lambda out: None)
+    ours = _our_offline_contender("hybrid-rl td3_bc", spec, config, agent, problem, phase, seeds,
+                                  sizes.td3_bc_updates)
 
     anchor = _unifloral_contender("Unifloral TD3+BC (reimplementation)", unifloral_offline.make_td3_bc,
                                   anchor_config, data, seeds, sizes.td3_bc_updates)

@@ -25,7 +25,6 @@ import contextlib
 import os
 from typing import Any, Iterator
 
-import jax.numpy as jnp
 import numpy as np
 
 ENV_VAR = "HYBRID_RL_THREEFRY_CPU"
@@ -56,10 +55,6 @@ def threefry2x32_unrolled(key0, key1, count0, count1):
     return x0, x1
 
 
-def _lowering_function(key0, key1, count0, count1):
-    return threefry2x32_unrolled(jnp.asarray(key0), jnp.asarray(key1), jnp.asarray(count0), jnp.asarray(count1))
-
-
 def _cpu_rules() -> dict:
     """JAX's table of CPU-specific lowering rules (private: only read to put JAX's own rule back)."""
     from jax._src.interpreters import mlir as mlir_internal
@@ -84,7 +79,7 @@ def install() -> bool:
             _JAX_RULE = _cpu_rules().get(threefry2x32_p)
         except (ImportError, AttributeError, KeyError):
             _JAX_RULE = None
-    rule = mlir.lower_fun(_lowering_function, multiple_results=True)
+    rule = mlir.lower_fun(threefry2x32_unrolled, multiple_results=True)
     mlir.register_lowering(threefry2x32_p, rule, platform="cpu", inline=False)
     return True
 
