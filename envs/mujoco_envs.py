@@ -34,9 +34,11 @@ sets the field a pair shifts, so a sweep over shift values compiles once.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
+import os
 import pathlib
 import threading
 from typing import Optional
@@ -185,20 +187,20 @@ class _Host:
         mujoco = import_mujoco()
         self.mujoco = mujoco
         self.spec = spec
-        self.model = mujoco.MjModel.from_xml_path(str(_assets_dir() / spec.xml))
-        self.data = mujoco.MjData(self.model)
+        self.physics = [_Physics(mujoco, spec)]  # the first serves resets and helpers; copies serve threads
+        self.model, self.data = self.physics[0].model, self.physics[0].data
         self.state_kind = mujoco.mjtState.mjSTATE_INTEGRATION
         self.state_size = int(mujoco.mj_stateSize(self.model, self.state_kind))
         self.init_qpos = self.data.qpos.ravel().copy()
         self.init_qvel = self.data.qvel.ravel().copy()
         self.nq, self.nv = int(self.model.nq), int(self.model.nv)
-        self.nominal_gravity = self.model.opt.gravity.copy()
-        self.nominal_friction = self.model.geom_friction[:, 0].copy()
-        self.scales = (1.0, 1.0)
         self.dt = self.model.opt.timestep * spec.frame_skip
         self.main_body = 1  # the torso (ant's reward differences its x-y position)
         self.lock = threading.Lock()
         self.calls = 0  # host calls made (for tests and benchmarks)
+        self.threads = host_threads()
+        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._pool_pid, self._pool_size = 0, 0
 
     @property
     def row_size(self) -> int:
@@ -206,28 +208,28 @@ class _Host:
         return self.state_size + 2
 
     def _set_physics(self, gravity_scale: float, friction_scale: float) -> None:
-        if (gravity_scale, friction_scale) != self.scales:
-            self.model.opt.gravity[:] = self.nominal_gravity * gravity_scale
-            self.model.geom_friction[:, 0] = self.nominal_friction * friction_scale
-            self.scales = (gravity_scale, friction_scale)
+        self.physics[0].set_scales(gravity_scale, friction_scale)
 
-    def _write_row(self, row: np.ndarray) -> None:
-        self.mujoco.mj_getState(self.model, self.data, row[: self.state_size], self.state_kind)
-        row[self.state_size:] = self.data.xpos[self.main_body, :2] if self.spec.task == "ant" else 0.0
+    def _write_row(self, row: np.ndarray, physics: Optional[_Physics] = None) -> None:
+        physics = physics or self.physics[0]
+        self.mujoco.mj_getState(physics.model, physics.data, row[: self.state_size], self.state_kind)
+        row[self.state_size:] = physics.data.xpos[self.main_body, :2] if self.spec.task == "ant" else 0.0
 
-    def _obs_of_data(self) -> np.ndarray:
-        d = self.data
+    def _obs_of_data(self, physics: Optional[_Physics] = None) -> np.ndarray:
+        d = (physics or self.physics[0]).data
         return _observations(self.spec, d.qpos[None], d.qvel[None], d.cfrc_ext[None])[0]
 
-    def _reset_into(self, row: np.ndarray, qpos_noise: np.ndarray, qvel_noise: np.ndarray) -> np.ndarray:
+    def _reset_into(self, row: np.ndarray, qpos_noise: np.ndarray, qvel_noise: np.ndarray,
+                    physics: Optional[_Physics] = None) -> np.ndarray:
         # gymnasium's reset: mj_resetData, then set_state(init + noise) which runs mj_forward.
-        m, d = self.model, self.data
+        physics = physics or self.physics[0]
+        m, d = physics.model, physics.data
         self.mujoco.mj_resetData(m, d)
         d.qpos[:] = self.init_qpos + qpos_noise.astype(np.float64)
         d.qvel[:] = self.init_qvel + qvel_noise.astype(np.float64)
         self.mujoco.mj_forward(m, d)
-        self._write_row(row)
-        return self._obs_of_data()
+        self._write_row(row, physics)
+        return self._obs_of_data(physics)
 
     def reset(self, qpos_noise, qvel_noise, gravity, friction):
         qpos_noise, qvel_noise, gravity, friction = map(np.asarray, (qpos_noise, qvel_noise, gravity, friction))
@@ -245,6 +247,50 @@ class _Host:
                 obs[i] = self._reset_into(rows[i], qpos_noise[i], qvel_noise[i])
         return rows.view(np.uint32).reshape(lead + (2 * self.row_size,)), obs.reshape(lead + (-1,))
 
+    def _step_rows(self, physics: _Physics, rows, action, gravity, friction, cfrc, lo: int, hi: int) -> None:
+        """mj_step rows lo..hi-1 in place (the frame skip's worth), on one simulator: one thread's share."""
+        mujoco, m, d, size, kind = self.mujoco, physics.model, physics.data, self.state_size, self.state_kind
+        frame_skip, ant = self.spec.frame_skip, cfrc is not None
+        for i in range(lo, hi):
+            physics.set_scales(gravity[i], friction[i])
+            state = rows[i, :size]
+            mujoco.mj_setState(m, d, state, kind)
+            d.ctrl[:] = action[i]
+            mujoco.mj_step(m, d, nstep=frame_skip)
+            if ant:  # gymnasium computes the post-constraint forces (cfrc_ext) after every step
+                mujoco.mj_rnePostConstraint(m, d)
+                cfrc[i] = d.cfrc_ext
+                rows[i, size:] = d.xpos[self.main_body, :2]
+            mujoco.mj_getState(m, d, state, kind)
+
+    def _shares(self, n: int) -> list[tuple[int, int]]:
+        """Contiguous row ranges, one per thread used: at least _MIN_ROWS_PER_THREAD rows each."""
+        count = max(1, min(self.threads, n // _MIN_ROWS_PER_THREAD))
+        bounds = np.linspace(0, n, count + 1).round().astype(int)
+        return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+    def _step_all(self, rows, action, gravity, friction, cfrc) -> None:
+        """Every row's physics step. mj_step releases the GIL, so rows split across threads step in parallel;
+        each thread has its own MjModel and MjData (gravity and friction are set per row). A row's result does
+        not depend on which simulator steps it: its whole integration state is set before the step."""
+        shares = self._shares(len(rows))
+        while len(self.physics) < len(shares):
+            self.physics.append(_Physics(self.mujoco, self.spec))
+        if len(shares) == 1:
+            self._step_rows(self.physics[0], rows, action, gravity, friction, cfrc, 0, len(rows))
+            return
+        if self._pool is None or self._pool_pid != os.getpid() or self._pool_size < len(shares) - 1:
+            # A forked child inherits the pool object but not its threads: it makes its own.
+            if self._pool is not None and self._pool_pid == os.getpid():
+                self._pool.shutdown(wait=False)
+            self._pool = concurrent.futures.ThreadPoolExecutor(len(shares) - 1, thread_name_prefix="mujoco-host")
+            self._pool_pid, self._pool_size = os.getpid(), len(shares) - 1
+        others = [self._pool.submit(self._step_rows, physics, rows, action, gravity, friction, cfrc, lo, hi)
+                  for physics, (lo, hi) in zip(self.physics[1:], shares[1:])]
+        self._step_rows(self.physics[0], rows, action, gravity, friction, cfrc, *shares[0])
+        for future in others:
+            future.result()
+
     def step(self, sim, action, qpos_noise, qvel_noise, gravity, friction, truncate):
         # The callback may hand over JAX arrays: work on numpy (float64 arithmetic needs it).
         sim, action, qpos_noise, qvel_noise, gravity, friction, truncate = map(
@@ -255,36 +301,60 @@ class _Host:
         action = np.asarray(action, np.float32).reshape(n, -1)
         qpos_noise = qpos_noise.reshape(n, -1)
         qvel_noise = qvel_noise.reshape(n, -1)
-        gravity = np.broadcast_to(gravity, lead).reshape(n)
-        friction = np.broadcast_to(friction, lead).reshape(n)
+        # Python floats: compared and used per row without numpy scalar overhead.
+        gravity = np.broadcast_to(gravity, lead).reshape(n).tolist()
+        friction = np.broadcast_to(friction, lead).reshape(n).tolist()
         truncate = np.broadcast_to(truncate, lead).reshape(n)
-        m, d, mujoco, size, nq, nv = self.model, self.data, self.mujoco, self.state_size, self.nq, self.nv
-        ant = self.spec.task == "ant"
+        size, nq, nv = self.state_size, self.nq, self.nv
         x_before, xy_before = rows[:, 1].copy(), rows[:, size:].copy()
-        cfrc = np.zeros((n,) + d.cfrc_ext.shape) if ant else None
+        cfrc = np.zeros((n,) + self.data.cfrc_ext.shape) if self.spec.task == "ant" else None
         with self.lock:
             self.calls += 1
-            for i in range(n):
-                self._set_physics(float(gravity[i]), float(friction[i]))
-                mujoco.mj_setState(m, d, rows[i, :size], self.state_kind)
-                d.ctrl[:] = action[i]
-                mujoco.mj_step(m, d, nstep=self.spec.frame_skip)
-                if ant:  # gymnasium computes the post-constraint forces (cfrc_ext) after every step
-                    mujoco.mj_rnePostConstraint(m, d)
-                    cfrc[i] = d.cfrc_ext
-                    rows[i, size:] = d.xpos[self.main_body, :2]
-                mujoco.mj_getState(m, d, rows[i, :size], self.state_kind)
+            self._step_all(rows, action, gravity, friction, cfrc)
             qpos, qvel = rows[:, 1: 1 + nq], rows[:, 1 + nq: 1 + nq + nv]
             reward, terminated = _rewards_and_terminations(self.spec, qpos, qvel, cfrc, action, x_before, xy_before,
                                                            rows[:, size:], self.dt)
             final_obs = _observations(self.spec, qpos, qvel, cfrc).astype(np.float32)
             obs = final_obs.copy()
-            for i in np.flatnonzero(terminated | truncate):  # auto-reset
+            for i in np.flatnonzero(terminated | truncate):  # auto-reset, in the row's own physics
+                self._set_physics(gravity[i], friction[i])
                 obs[i] = self._reset_into(rows[i], qpos_noise[i], qvel_noise[i])
         reward = reward.astype(np.float32)
         bits = rows.view(np.uint32).reshape(lead + (2 * self.row_size,))
         shape = lead + (self.spec.obs_dim,)
         return bits, obs.reshape(shape), final_obs.reshape(shape), reward.reshape(lead), terminated.reshape(lead)
+
+
+# Fewer rows than this per thread and the thread hand-off costs more than the parallel stepping saves.
+_MIN_ROWS_PER_THREAD = 4
+
+
+def host_threads() -> int:
+    """Threads that step MuJoCo rows in one host call: HYBRID_RL_MUJOCO_THREADS, else the CPUs this process
+    may use. The callback blocks the jitted program while it runs, so the program's own threads are idle."""
+    value = os.environ.get("HYBRID_RL_MUJOCO_THREADS", "")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"HYBRID_RL_MUJOCO_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class _Physics:
+    """One MjModel and MjData of a task, and the gravity and friction scales its model is set to."""
+
+    def __init__(self, mujoco, spec: TaskSpec):
+        self.model = mujoco.MjModel.from_xml_path(str(_assets_dir() / spec.xml))
+        self.data = mujoco.MjData(self.model)
+        self.nominal_gravity = self.model.opt.gravity.copy()
+        self.nominal_friction = self.model.geom_friction[:, 0].copy()
+        self.scales = (1.0, 1.0)
+
+    def set_scales(self, gravity_scale: float, friction_scale: float) -> None:
+        if (gravity_scale, friction_scale) != self.scales:
+            self.model.opt.gravity[:] = self.nominal_gravity * gravity_scale
+            self.model.geom_friction[:, 0] = self.nominal_friction * friction_scale
+            self.scales = (gravity_scale, friction_scale)
 
 
 @functools.lru_cache(maxsize=None)

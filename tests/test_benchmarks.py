@@ -115,7 +115,7 @@ RUNS = [
      ["-m", "benchmarks.seed_scaling", "--tiny", "--algo", "ppo", "--env", "cartpole", "--total-steps", "1024"],
      "time / time(1 seed)", None),
     ("mujoco_throughput", "mujoco_throughput.py",
-     ["-m", "benchmarks.mujoco_throughput", "--tasks", "hopper", "--rows", "1,8", "--steps", "20", "--no-eval"],
+     ["-m", "benchmarks.mujoco_throughput", "--tasks", "hopper", "--rows", "1,8", "--row-steps", "20", "--repeats", "1", "--no-eval"],
      "env/raw", None if HAS_MUJOCO else "mujoco is not installed (the mujoco extra)"),
     ("split_sweep", "split_sweep.py",
      ["-m", "benchmarks.split_sweep", "--seeds", "2", "--jobs", "2", "--steps", "600", "--out", "{tmp}"],

@@ -154,6 +154,53 @@ def test_nested_vmap_is_one_host_call_per_step():
     assert not np.allclose(totals[0], totals[1])
 
 
+@pytest.mark.parametrize("task", ["hopper", "ant"])
+def test_rows_stepped_on_threads_equal_one_thread_bit_for_bit(task):
+    # Rows split across host threads (each with its own MjModel and MjData) must give the bits one simulator
+    # gives: every row's whole integration state is set before its step. Gravity and friction differ per row,
+    # so a thread that kept another row's physics would show; resets (hopper falls) run in the row's physics.
+    from envs.mujoco_envs import _Host
+
+    spec = TASKS[(task, "v4")]
+    one, many = _Host(spec), _Host(spec)
+    one.threads, many.threads = 1, 3
+    rows = 13  # shares of 4, 4 and 5 rows
+    rng = np.random.default_rng(0)
+    nq, nv = one.nq, one.nv
+    gravity = rng.choice([1.0, 2.0], rows).astype(np.float32)
+    friction = rng.choice([0.3, 1.0], rows).astype(np.float32)
+    sim, _ = one.reset(rng.uniform(-0.1, 0.1, (rows, nq)), rng.uniform(-0.1, 0.1, (rows, nv)), gravity, friction)
+    outs = {}
+    for name, host in [("one", one), ("many", many)]:
+        state, steps = sim.copy(), []
+        for t in range(40):
+            action = np.random.default_rng(t).uniform(-1, 1, (rows, one.model.nu)).astype(np.float32)
+            noise = np.random.default_rng(100 + t)
+            out = host.step(state, action, noise.uniform(-0.005, 0.005, (rows, nq)).astype(np.float32),
+                            noise.uniform(-0.005, 0.005, (rows, nv)).astype(np.float32), gravity, friction,
+                            np.full(rows, t % 17 == 16))
+            state = out[0]
+            steps.append(out)
+        outs[name] = steps
+    assert len(many.physics) == 3
+    for a, b in zip(outs["one"], outs["many"]):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert any(out[4].any() for out in outs["one"]) or task == "ant"  # hopper terminates: resets are covered
+
+
+def test_host_threads_setting(monkeypatch):
+    from envs.mujoco_envs import host_threads
+
+    monkeypatch.setenv("HYBRID_RL_MUJOCO_THREADS", "3")
+    assert host_threads() == 3
+    monkeypatch.setenv("HYBRID_RL_MUJOCO_THREADS", "0")
+    with pytest.raises(ValueError, match="HYBRID_RL_MUJOCO_THREADS must be a positive integer"):
+        host_threads()
+    monkeypatch.delenv("HYBRID_RL_MUJOCO_THREADS")
+    assert host_threads() >= 1
+
+
 def test_sim_real_pairs_shift_the_traced_field():
     for name, field, value in [("mujoco_halfcheetah_gravity_2x", "gravity_scale", 2.0),
                                ("mujoco_hopper_friction_0.3x", "friction_scale", 0.3),
