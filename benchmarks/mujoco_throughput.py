@@ -109,9 +109,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternated timings of raw and env (the best of each is kept)")
     parser.add_argument("--no-eval", action="store_true")
     args = parser.parse_args(argv)
-    from envs.mujoco_envs import env_name_for
-
-    from envs.mujoco_envs import host_threads
+    from envs.mujoco_envs import env_name_for, host_threads
 
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  ({os.cpu_count()} CPUs); "
           f"env host threads {host_threads()} (HYBRID_RL_MUJOCO_THREADS), the raw loop one")
