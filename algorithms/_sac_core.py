@@ -29,7 +29,7 @@ from flax.training.train_state import TrainState
 
 from hybrid_rl.algorithm import Agent, Phase, PolicyExport
 from hybrid_rl.buffers import ReplayBuffer, buffer_add, buffer_init, sample_mixed
-from hybrid_rl.networks import CriticEnsemble, TanhGaussianPolicy, tanh_gaussian_mode
+from hybrid_rl.networks import CriticEnsemble, TanhGaussianPolicy, check_matmul_dtype, tanh_gaussian_mode
 from hybrid_rl.problem import Problem
 from hybrid_rl.training import adam, polyak, reset_envs, step_envs
 from hybrid_rl.types import Transition
@@ -44,6 +44,7 @@ class Config:
     batch_size: int = 256
     utd: int = 1  # critic updates per env step (update-to-data ratio); the actor updates once per step
     hidden_sizes: tuple[int, ...] = (256, 256)
+    matmul_dtype: str = "float32"  # or "bfloat16": operands of the Dense products (hybrid_rl/networks.py)
     num_critics: int = 2  # twin critics
     num_min_critics: int = 2  # target takes the min over a random subset of this many critics
     critic_layer_norm: bool = False
@@ -225,8 +226,11 @@ def make(config: Config, problem: Problem, name: str = "sac", env_problem=None) 
         env_problem = lambda hparams: problem  # noqa: E731
     action_dim = problem.action_dim
     target_entropy = -config.target_entropy_scale * action_dim
-    actor_net = TanhGaussianPolicy(action_dim, config.hidden_sizes, config.log_std_min, config.log_std_max)
-    critic_net = CriticEnsemble(config.num_critics, config.hidden_sizes, config.critic_layer_norm)
+    check_matmul_dtype(config.matmul_dtype)
+    actor_net = TanhGaussianPolicy(action_dim, config.hidden_sizes, config.log_std_min, config.log_std_max,
+                                   matmul_dtype=config.matmul_dtype)
+    critic_net = CriticEnsemble(config.num_critics, config.hidden_sizes, config.critic_layer_norm,
+                                matmul_dtype=config.matmul_dtype)
     num_envs = config.num_envs
     capacity = min(config.buffer_size, config.total_steps)
     offline = problem.dataset

@@ -51,7 +51,7 @@ from flax.training.train_state import TrainState
 from algorithms import _sac_core as sac
 from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import ReplayBuffer, buffer_add, buffer_init, dataset_sample
-from hybrid_rl.networks import MLP, CriticEnsemble
+from hybrid_rl.networks import MLP, CriticEnsemble, check_matmul_dtype, dense
 from hybrid_rl.problem import Problem
 from hybrid_rl.training import adam, polyak, reset_envs, step_envs
 from hybrid_rl.types import Transition
@@ -65,6 +65,7 @@ class Config:
     online_buffer_size: int = 1_000_000  # capacity for online transitions (capped at online_steps)
     batch_size: int = 256
     hidden_sizes: tuple[int, ...] = (256, 256)
+    matmul_dtype: str = "float32"  # or "bfloat16": operands of the Dense products (hybrid_rl/networks.py)
     num_critics: int = 2  # twin critics; the value and actor use their min
     expectile: float = 0.7  # tau of the value's expectile regression (0.9 on AntMaze)
     beta: float = 3.0  # inverse temperature of the advantage weights (10 on AntMaze)
@@ -98,11 +99,12 @@ class GaussianPolicy(nn.Module):
     hidden_sizes: tuple[int, ...] = (256, 256)
     log_std_min: float = -5.0
     log_std_max: float = 2.0
+    matmul_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, obs) -> distrax.Distribution:
-        h = MLP(self.hidden_sizes, None)(obs)
-        mean = jnp.tanh(nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))(h))
+        h = MLP(self.hidden_sizes, None, matmul_dtype=self.matmul_dtype)(obs)
+        mean = jnp.tanh(dense(self.action_dim, nn.initializers.orthogonal(0.01), self.matmul_dtype)(h))
         log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
         std = jnp.exp(jnp.clip(log_std, self.log_std_min, self.log_std_max))
         return distrax.MultivariateNormalDiag(mean, jnp.broadcast_to(std, mean.shape))
@@ -110,10 +112,11 @@ class GaussianPolicy(nn.Module):
 
 class ValueNetwork(nn.Module):
     hidden_sizes: tuple[int, ...] = (256, 256)
+    matmul_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, obs):
-        return MLP(self.hidden_sizes, 1)(obs)[..., 0]
+        return MLP(self.hidden_sizes, 1, matmul_dtype=self.matmul_dtype)(obs)[..., 0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -273,9 +276,11 @@ def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
     action_dim, num_envs = problem.action_dim, config.num_envs
     online = config.online_steps > 0
     capacity = min(config.online_buffer_size, config.online_steps) if online else 1
-    actor_net = GaussianPolicy(action_dim, config.hidden_sizes, config.log_std_min, config.log_std_max)
-    critic_net = CriticEnsemble(config.num_critics, config.hidden_sizes)
-    value_net = ValueNetwork(config.hidden_sizes)
+    check_matmul_dtype(config.matmul_dtype)
+    actor_net = GaussianPolicy(action_dim, config.hidden_sizes, config.log_std_min, config.log_std_max,
+                               config.matmul_dtype)
+    critic_net = CriticEnsemble(config.num_critics, config.hidden_sizes, matmul_dtype=config.matmul_dtype)
+    value_net = ValueNetwork(config.hidden_sizes, config.matmul_dtype)
 
     def scaled(batch: Transition) -> Transition:
         return batch.replace(reward=scale * batch.reward + shift)

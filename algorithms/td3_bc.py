@@ -41,7 +41,7 @@ from flax.training.train_state import TrainState
 
 from hybrid_rl.algorithm import Agent, AlgorithmSpec, Budget, Phase
 from hybrid_rl.buffers import dataset_sample
-from hybrid_rl.networks import MLP, CriticEnsemble
+from hybrid_rl.networks import MLP, CriticEnsemble, check_matmul_dtype
 from hybrid_rl.problem import Problem
 from hybrid_rl.training import adam, polyak
 from hybrid_rl.types import Transition
@@ -52,6 +52,7 @@ class Config:
     num_steps: int = 1_000_000  # critic updates on the dataset (official max_timesteps: 1M)
     batch_size: int = 256
     hidden_sizes: tuple[int, ...] = (256, 256)
+    matmul_dtype: str = "float32"  # or "bfloat16": operands of the Dense products (hybrid_rl/networks.py)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     gamma: float = 0.99
@@ -72,10 +73,11 @@ class DeterministicActor(nn.Module):
 
     action_dim: int
     hidden_sizes: tuple[int, ...] = (256, 256)
+    matmul_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, obs):
-        return jnp.tanh(MLP(self.hidden_sizes, self.action_dim)(obs))
+        return jnp.tanh(MLP(self.hidden_sizes, self.action_dim, matmul_dtype=self.matmul_dtype)(obs))
 
 
 @struct.dataclass
@@ -153,8 +155,9 @@ def make(config: Config, problem: Problem, name: str = "td3_bc") -> Agent:
     data = problem.dataset.replace(obs=normalize(flat_obs),
                                    next_obs=normalize(problem.flat_obs(problem.dataset.next_obs)))
     action_dim = problem.action_dim
-    actor_net = DeterministicActor(action_dim, config.hidden_sizes)
-    critic_net = CriticEnsemble(2, config.hidden_sizes)
+    check_matmul_dtype(config.matmul_dtype)
+    actor_net = DeterministicActor(action_dim, config.hidden_sizes, config.matmul_dtype)
+    critic_net = CriticEnsemble(2, config.hidden_sizes, matmul_dtype=config.matmul_dtype)
 
     def init(key, hparams) -> TD3BCState:
         k_actor, k_critic, k_state = jax.random.split(key, 3)

@@ -61,6 +61,7 @@ from benchmarks.anchors_impl import purejaxrl_ppo, unifloral_offline
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl import threefry_cpu
 from hybrid_rl.evaluation import evaluate_policy
+from hybrid_rl.networks import MATMUL_DTYPES
 from hybrid_rl.runner import init_one_by_one, make_chunk, make_seed_sweep
 
 PAIRS = ("ppo", "sac", "iql", "td3_bc")
@@ -80,6 +81,9 @@ class Sizes:
     td3_bc_size: int = 1_000_000
     td3_bc_updates: int = 1_000  # policy-delay cycles: 2 critic updates + 1 actor update each
     eval_episodes: int = 16
+    # The project's side of sac, iql and td3_bc: "bfloat16" runs its Dense products on bfloat16 operands with
+    # float32 accumulation (hybrid_rl/networks.py); the anchors stay float32, as they ship.
+    matmul_dtype: str = "float32"
 
 
 TINY = Sizes(seeds=(1, 2), repeats=1, compile_repeats=1, ppo_steps=1_024, sac_steps=300, sac_warmup=100, hidden=16,
@@ -184,12 +188,12 @@ def sac_pair(seeds: int, sizes: Sizes) -> tuple[Contender, Contender]:
     hidden = (sizes.hidden, sizes.hidden)
     config = spec.config_cls(total_steps=sizes.sac_steps, warmup_steps=sizes.sac_warmup, hidden_sizes=hidden,
                              batch_size=256, utd=1, actor_lr=3e-4, critic_lr=3e-4, temp_lr=3e-4, gamma=0.99,
-                             tau=0.005, init_temperature=1.0)
+                             tau=0.005, init_temperature=1.0, matmul_dtype=sizes.matmul_dtype)
     problem = build_problem("pendulum")
     agent = spec.make(config, problem)
     hp = default_hparams(spec, config)
     keys = jax.random.split(jax.random.key(0), seeds)
-    ours = Contender("hybrid-rl sac", lambda: make_seed_sweep(agent, problem, num_evals=1, eval_episodes=128),
+    ours = Contender(_our_name("sac", sizes), lambda: make_seed_sweep(agent, problem, num_evals=1, eval_episodes=128),
                      (keys, hp), lambda out: float(jnp.mean(out[1][-1]["eval_return"][:, -1])))
 
     env, env_params = gymnax.make("Pendulum-v1")
@@ -220,15 +224,20 @@ def iql_pair(seeds: int, sizes: Sizes, data=None) -> tuple[Contender, Contender]
     problem = hopper_sized_problem(data)
     spec = get_algorithm("iql")
     hidden = (sizes.hidden, sizes.hidden)
-    config = spec.config_cls(offline_steps=sizes.iql_updates, online_steps=0, hidden_sizes=hidden, batch_size=256)
+    config = spec.config_cls(offline_steps=sizes.iql_updates, online_steps=0, hidden_sizes=hidden, batch_size=256,
+                             matmul_dtype=sizes.matmul_dtype)
     agent = spec.make(config, problem)
     phase = [p for p in agent.phases if p.num_iterations > 0][0]
-    ours = _our_offline_contender("hybrid-rl iql", spec, config, agent, problem, phase, seeds, sizes.iql_updates)
+    ours = _our_offline_contender(_our_name("iql", sizes), spec, config, agent, problem, phase, seeds, sizes.iql_updates)
 
     anchor_config = unifloral_offline.IQLConfig(hidden=sizes.hidden, num_updates=sizes.iql_updates)
     anchor = _unifloral_contender("Unifloral IQL (reimplementation)", unifloral_offline.make_iql, anchor_config,
                                   data, seeds, sizes.iql_updates)
     return ours, anchor
+
+
+def _our_name(algo: str, sizes: Sizes) -> str:
+    return f"hybrid-rl {algo}" + ("" if sizes.matmul_dtype == "float32" else f" ({sizes.matmul_dtype} matmuls)")
 
 
 def _our_offline_contender(name: str, spec, config, agent, problem, phase, seeds: int, updates: int) -> Contender:
@@ -284,11 +293,11 @@ def td3_bc_pair(seeds: int, sizes: Sizes, data=None) -> tuple[Contender, Contend
                              critic_lr=anchor_config.lr, gamma=anchor_config.gamma,
                              tau=anchor_config.polyak_step_size, alpha=anchor_config.td3_alpha,
                              policy_noise=anchor_config.policy_noise, noise_clip=anchor_config.noise_clip,
-                             policy_delay=delay)
+                             policy_delay=delay, matmul_dtype=sizes.matmul_dtype)
     agent = spec.make(config, problem)
     (phase,) = agent.phases
     assert phase.num_iterations == sizes.td3_bc_updates and phase.grad_steps_per_iteration == delay
-    ours = _our_offline_contender("hybrid-rl td3_bc", spec, config, agent, problem, phase, seeds,
+    ours = _our_offline_contender(_our_name("td3_bc", sizes), spec, config, agent, problem, phase, seeds,
                                   sizes.td3_bc_updates)
 
     anchor = _unifloral_contender("Unifloral TD3+BC (reimplementation)", unifloral_offline.make_td3_bc,
@@ -382,7 +391,7 @@ def markdown_table(rows: list[dict]) -> str:
         lo = min(o["run"]["load_min"], a["run"]["load_min"], o["compile"]["load_min"], a["compile"]["load_min"])
         hi = max(o["run"]["load_max"], a["run"]["load_max"], o["compile"]["load_max"], a["compile"]["load_max"])
         lines.append(
-            f"| {r['pair']} vs {a['name']} | {r['seeds']} "
+            f"| {o['name'].removeprefix('hybrid-rl ')} vs {a['name']} | {r['seeds']} "
             f"| {o['run']['min_s']:.3f} / {o['run']['median_s']:.3f} | {a['run']['min_s']:.3f} / {a['run']['median_s']:.3f} "
             f"| {r['run_ratio_median']:.2f} ({r['run_ratio_min']:.2f}) "
             f"| {o['compile']['min_s']:.2f} / {o['compile']['median_s']:.2f} "
@@ -398,8 +407,11 @@ def parse_args(argv=None):
     ap.add_argument("--only", default=",".join(PAIRS), help=f"comma-separated pairs out of {','.join(PAIRS)}")
     ap.add_argument("--seeds", default=None, help="comma-separated seed counts (default 1,8; tiny 1,2)")
     for field in dataclasses.fields(Sizes):
-        if field.name != "seeds":
+        if field.name not in ("seeds", "matmul_dtype"):
             ap.add_argument("--" + field.name.replace("_", "-"), type=int, default=None)
+    ap.add_argument("--matmul-dtype", choices=MATMUL_DTYPES, default=None,
+                    help="the project's Dense products in sac, iql and td3_bc (default float32; the anchors are "
+                         "always float32)")
     ap.add_argument("--anchor-lowering", choices=("jax", "project"), default="jax",
                     help="how the anchors' random numbers are lowered on CPU: 'jax' (JAX's own rolled threefry, "
                          "as the anchors' users run them; default) or 'project' (this project's unrolled one, "

@@ -100,14 +100,17 @@ def test_config_errors_are_clear():
 
 
 @pytest.mark.slow
-def test_sac_learns_pendulum_4_seeds():
-    """Mean eval return above -400 within 20k env steps, 4 vmapped seeds.
+@pytest.mark.parametrize("matmul_dtype", ["float32", "bfloat16"])
+def test_sac_learns_pendulum_4_seeds(matmul_dtype):
+    """Mean eval return above -400 within 20k env steps, 4 vmapped seeds, with float32 and with bfloat16
+    matmul operands (the same threshold: the lower precision must not cost the learning).
 
     A broken critic target or actor sign stays near -1200 (random)."""
     from experiments.catalog import build_problem
     from hybrid_rl.runner import Runner, RunSettings
 
-    config = sac.Config(total_steps=20_000, warmup_steps=2_000, hidden_sizes=(128, 128), batch_size=128)
+    config = sac.Config(total_steps=20_000, warmup_steps=2_000, hidden_sizes=(128, 128), batch_size=128,
+                        matmul_dtype=matmul_dtype)
     problem = build_problem("pendulum")
     agent = sac.make(config, problem)
     runner = Runner(
