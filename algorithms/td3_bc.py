@@ -18,7 +18,8 @@ with lambda = alpha / mean_B |Q_1(s, pi(s))| taken without gradient; the BC term
 Policy delay: the official loop updates the critics every step and the actor and all targets on every
 ``policy_delay``-th step. Here one iteration is exactly one such cycle: ``policy_delay`` critic updates,
 then one actor update and the Polyak step of the target actor and critics, so nothing is computed and
-thrown away under ``vmap`` (``grad_steps_per_iteration = policy_delay``; ``num_steps`` counts critic
+thrown away under ``vmap``. The official loop samples one batch per step, so its actor update reuses that
+step's critic batch; here too, the actor trains on the batch of the cycle's last critic update (``grad_steps_per_iteration = policy_delay``; ``num_steps`` counts critic
 updates, as the official ``max_timesteps`` does).
 
 State normalisation (``normalize_states``): s <- (s - mu) / (sigma + 1e-3) with the dataset's per-dimension
@@ -183,14 +184,14 @@ def make(config: Config, problem: Problem, name: str = "td3_bc") -> Agent:
         (loss, q), grads = jax.value_and_grad(critic_loss, has_aux=True)(
             state.critic.params, critic_net.apply, batch.obs, batch.action, target)
         state = state.replace(critic=state.critic.apply_gradients(grads=grads))
-        return state, {"critic_loss": loss, "q_mean": q.mean()}
+        return state, ({"critic_loss": loss, "q_mean": q.mean()}, batch)
 
     def iteration(state: TD3BCState):
         hp = state.hparams
-        key, k_critic, k_actor = jax.random.split(state.key, 3)
-        state, critic_metrics = jax.lax.scan(critic_update, state.replace(key=key),
-                                             jax.random.split(k_critic, config.policy_delay))
-        batch = dataset_sample(data, k_actor, config.batch_size)
+        key, k_critic = jax.random.split(state.key)
+        state, (critic_metrics, batches) = jax.lax.scan(critic_update, state.replace(key=key),
+                                                        jax.random.split(k_critic, config.policy_delay))
+        batch = jax.tree.map(lambda x: x[-1], batches)  # the last critic update's batch, as the official loop
         (a_loss, info), grads = jax.value_and_grad(actor_loss, has_aux=True)(
             state.actor.params, actor_net.apply, state.critic.params, critic_net.apply, batch.obs, batch.action,
             hp["alpha"])
