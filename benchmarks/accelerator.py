@@ -16,6 +16,7 @@ to OUT_DIR and prints the tables.
 
     python -m benchmarks.accelerator /tmp/accel                 # full size, on a GPU: a few minutes
     python -m benchmarks.accelerator /tmp/accel --tiny          # seconds, any device
+    python -m benchmarks.accelerator /tmp/accel --matmul-dtypes float32,bfloat16 --skip ppo   # both precisions
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import jax
 from benchmarks._measure import Summary, measure
 from benchmarks.anchors import Sizes, compare, machine, markdown_table, ppo_pair
 from experiments.catalog import build_problem, default_hparams, get_algorithm
+from hybrid_rl.networks import MATMUL_DTYPES
 from hybrid_rl.runner import make_seed_sweep
 
 
@@ -66,19 +68,20 @@ def time_sweep(algo: str, problem, config, seeds: int, repeats: int) -> dict:
         sample, out = measure(lambda: jax.block_until_ready(compiled(keys, hp)))
         samples.append(sample)
     steps = sum(p.num_iterations * p.env_steps_per_iteration for p in agent.phases)
-    return {"algo": algo, "seeds": seeds, "env_steps_per_seed": steps, "compile_s": compile_sample.wall_s,
+    return {"algo": algo, "matmul_dtype": config.matmul_dtype, "seeds": seeds, "env_steps_per_seed": steps, "compile_s": compile_sample.wall_s,
             "run": Summary.of(samples).as_dict(),
             "final_eval_return": float(jax.numpy.mean(out[1][-1]["eval_return"][:, -1]))}
 
 
 def sweep_table(rows: list[dict]) -> str:
-    lines = ["| algo | seeds | compile s | run s (min / med) | time / time(1 seed) | env steps/s (all seeds) | "
-             "cores busy | threads | load range | final eval return |", "|" + "---|" * 10]
+    lines = ["| algo | matmuls | seeds | compile s | run s (min / med) | time / time(1 seed) | env steps/s (all seeds) | "
+             "cores busy | threads | load range | final eval return |", "|" + "---|" * 11]
     for r in rows:
-        one = next((x["run"]["median_s"] for x in rows if x["algo"] == r["algo"] and x["seeds"] == 1), None)
+        one = next((x["run"]["median_s"] for x in rows
+                    if x["algo"] == r["algo"] and x["matmul_dtype"] == r["matmul_dtype"] and x["seeds"] == 1), None)
         scale = f"{r['run']['median_s'] / one:.2f}" if one else "-"
         rate = r["seeds"] * r["env_steps_per_seed"] / r["run"]["median_s"]
-        lines.append(f"| {r['algo']} | {r['seeds']} | {r['compile_s']:.1f} | {r['run']['min_s']:.3f} / "
+        lines.append(f"| {r['algo']} | {r['matmul_dtype']} | {r['seeds']} | {r['compile_s']:.1f} | {r['run']['min_s']:.3f} / "
                      f"{r['run']['median_s']:.3f} | {scale} | {rate:,.0f} | {r['run']['cores_busy']:.2f} | "
                      f"{r['run']['threads']} | {r['run']['load_min']:.1f}-{r['run']['load_max']:.1f} | "
                      f"{r['final_eval_return']:.1f} |")
@@ -90,9 +93,15 @@ def main(argv=None) -> dict:
     ap.add_argument("out_dir", help="directory for accelerator.json and accelerator.md")
     ap.add_argument("--tiny", action="store_true", help="tiny sizes: checks the script on any device")
     ap.add_argument("--skip", default="", help="comma-separated parts to leave out: sac,rlpd,ppo")
+    ap.add_argument("--matmul-dtypes", default="float32",
+                    help="comma-separated matmul_dtype values to run SAC and RLPD with (float32, bfloat16)")
     args = ap.parse_args(argv)
     sizes = TINY if args.tiny else AcceleratorSizes()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    dtypes = [d.strip() for d in args.matmul_dtypes.split(",") if d.strip()]
+    bad = sorted(set(dtypes) - set(MATMUL_DTYPES))
+    if bad:
+        raise SystemExit(f"unknown --matmul-dtypes {bad}; choose from {list(MATMUL_DTYPES)}")
     out_dir = pathlib.Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
@@ -102,22 +111,22 @@ def main(argv=None) -> dict:
     hidden = (sizes.hidden, sizes.hidden)
     sweeps, ppo_rows = [], []
 
-    if "sac" not in skip:
+    for dtype in dtypes if "sac" not in skip else []:
         sac = get_algorithm("sac").config_cls(total_steps=sizes.sac_steps, warmup_steps=sizes.sac_warmup,
-                                              hidden_sizes=hidden)
+                                              hidden_sizes=hidden, matmul_dtype=dtype)
         problem = build_problem("pendulum")
         for n in sizes.sac_seeds:
             sweeps.append(time_sweep("sac", problem, sac, n, sizes.repeats))
-            print(f"  sac x{n}: {sweeps[-1]['run']['median_s']:.3f} s")
+            print(f"  sac ({dtype}) x{n}: {sweeps[-1]['run']['median_s']:.3f} s")
 
-    if "rlpd" not in skip:
+    for dtype in dtypes if "rlpd" not in skip else []:
         from benchmarks.offline_speed import synthetic_dataset
 
         rlpd = get_algorithm("rlpd").config_cls(total_steps=sizes.rlpd_steps, warmup_steps=sizes.sac_warmup,
-                                                hidden_sizes=hidden, utd=20, num_critics=10)
+                                                hidden_sizes=hidden, utd=20, num_critics=10, matmul_dtype=dtype)
         problem = build_problem("pendulum", dataset=synthetic_dataset(sizes.rlpd_dataset, 3, 1, 200))
         sweeps.append(time_sweep("rlpd", problem, rlpd, sizes.rlpd_seeds, sizes.repeats))
-        print(f"  rlpd (UTD 20, 10 critics) x{sizes.rlpd_seeds}: {sweeps[-1]['run']['median_s']:.3f} s")
+        print(f"  rlpd (UTD 20, 10 critics, {dtype}) x{sizes.rlpd_seeds}: {sweeps[-1]['run']['median_s']:.3f} s")
 
     if "ppo" not in skip:
         anchor_sizes = Sizes(repeats=sizes.repeats, compile_repeats=1, ppo_steps=sizes.ppo_steps, eval_episodes=10)

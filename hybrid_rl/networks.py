@@ -60,8 +60,9 @@ def _mixed_matmul_bwd(dtype, residuals, g):
     # runtime runs other contractions of bfloat16 operands into float32 only inside a compiled program.
     dx = lax.dot_general(g_low, w.astype(dtype).T, (((g.ndim - 1,), (0,)), ((), ())),
                          preferred_element_type=jnp.float32)
-    x_rows_t = x.reshape(-1, x.shape[-1]).astype(dtype).T
-    dw = lax.dot_general(x_rows_t, g_low.reshape(-1, g.shape[-1]), (((1,), (0,)), ((), ())),
+    # The weight gradient stays float32: XLA folds its transpose into a product over the batch rows, which its
+    # CPU runtime cannot run on bfloat16 operands once seeds are vmapped (a batched dot outside any fusion).
+    dw = lax.dot_general(x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]), (((0,), (0,)), ((), ())),
                          preferred_element_type=jnp.float32)
     return dx.astype(x.dtype), dw.astype(w.dtype)
 

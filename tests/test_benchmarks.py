@@ -101,7 +101,8 @@ HAS_SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher")
 
 # (test id, script file, command after the interpreter, text the output must contain, reason to skip or None)
 RUNS = [
-    ("accelerator", "accelerator.py", ["-m", "benchmarks.accelerator", "{tmp}", "--tiny"], "time / time(1 seed)", None),
+    ("accelerator", "accelerator.py", ["-m", "benchmarks.accelerator", "{tmp}", "--tiny", "--matmul-dtypes",
+                                       "float32,bfloat16"], "time / time(1 seed)", None),
     ("anchors", "anchors.py", ["-m", "benchmarks.anchors", "--tiny", "--json", "{tmp}/anchors.json"], "ratio = ours",
      None),
     ("brax_throughput", "brax_throughput.py", ["-m", "benchmarks.brax_throughput", "--tiny"], "steps/s",
@@ -167,3 +168,5 @@ def test_script_runs_tiny(name, script, command, expected, skip, tmp_path):
     if name in ("accelerator", "run_all"):
         result = json.loads((tmp_path / "accelerator.json").read_text())
         assert result["sweeps"] and all(r["run"]["median_s"] > 0 for r in result["sweeps"])
+        if name == "accelerator":
+            assert {r["matmul_dtype"] for r in result["sweeps"]} == {"float32", "bfloat16"}

@@ -1,7 +1,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 import pytest
 
 from hybrid_rl.networks import (
