@@ -27,6 +27,8 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from hybrid_rl import threefry_cpu
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BOOTSTRAP_ROOT_SEED = 20_240_601
 ARRAYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
@@ -85,6 +87,9 @@ def provenance(args=None, seeds: Optional[Iterable[int]] = None, datasets: Optio
         "seeds": list(seeds) if seeds is not None else None,
         "datasets": {name: dataset_record(p) for name, p in (datasets or {}).items()},
         "bootstrap_root_seed": BOOTSTRAP_ROOT_SEED,
+        # Which CPU lowering of JAX's random-number hash the run compiled: the bits are the same, but the programs
+        # differ, and a training run's floats (hence a rebuilt dataset's content) can differ with them.
+        "threefry_cpu_lowering": "unrolled" if threefry_cpu.INSTALLED else "rolled",
     }
     out.update(extra)
     return out
