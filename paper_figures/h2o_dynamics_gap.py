@@ -61,7 +61,7 @@ import numpy as np
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import hparam_grid, init_grid, make_train_from, plan_phases
 from paper_figures.mujoco_data import MUJOCO_DATASET_RECIPES, MUJOCO_DATASET_SIZES, is_mujoco, with_d4rl_references
-from paper_figures.provenance import mean_ci, provenance
+from paper_figures.provenance import check_parts, joined_provenance, mean_ci, provenance
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -336,21 +336,12 @@ def finish(payload: dict, out: str, log=print):
 
 
 def merge(parts: list[dict]) -> dict:
-    """One payload from runs of the same suite, seeds, budget and real data on disjoint (method, pair env)
-    entries: per-env parts (``--envs``, e.g. one process per env) or per-method parts (``--methods``, e.g. a
-    method run later): raw results, datasets and references joined, each part's provenance kept, runtime the
+    """One payload from runs of the same suite, seeds, budget, evaluation protocol and real data on disjoint
+    (method, pair env) entries: per-env parts (``--envs``, e.g. one process per env) or per-method parts
+    (``--methods``, e.g. a method run later): raw results, datasets and references joined, each part's provenance kept, runtime the
     longest part's (per-env parts run side by side; ``runtime_s_per_part`` keeps each)."""
-    suites = {(p["args"]["suite"], p["args"]["preset"], p["args"]["seeds"], json.dumps(p.get("budget"), sort_keys=True))
-              for p in parts}
-    if len(suites) != 1:
-        raise SystemExit(f"--merge: the parts differ in suite, preset, seeds or budget: {sorted(map(str, suites))}")
-    data = {}  # real-data env -> content hashes over the parts: every part must have trained on the same file
-    for part in parts:
-        records = part["provenance"].get("datasets", {}) if isinstance(part["provenance"], dict) else {}
-        for env, record in records.items():
-            data.setdefault(env, set()).add(record.get("content_sha256") if isinstance(record, dict) else record)
-    if any(len(hashes) > 1 for hashes in data.values()):
-        raise SystemExit(f"--merge: the parts used different real data: {({k: sorted(map(str, v)) for k, v in data.items()})}")
+    check_parts(parts, {"suite": lambda p: p["args"]["suite"], "preset": lambda p: p["args"]["preset"],
+                        "seeds": lambda p: p["args"]["seeds"], "budget": lambda p: p.get("budget")})
     raw = {}
     for part in parts:
         for name, entries in part["raw"].items():
@@ -359,7 +350,7 @@ def merge(parts: list[dict]) -> dict:
                 raise SystemExit(f"--merge: {name} on {sorted(clash)} appears in more than one part")
             raw[name].update(entries)
     methods = list(dict.fromkeys(m for p in parts for m in p["args"]["methods"].split(",")))
-    merged = {**parts[0], "provenance": [p["provenance"] for p in parts], "raw": raw,
+    merged = {**parts[0], "provenance": joined_provenance(parts), "raw": raw,
               "runtime_s": max(p["runtime_s"] for p in parts), "runtime_s_per_part": [p["runtime_s"] for p in parts],
               "complete": all(name in raw for name in methods)}
     for key in ("refs", "refs_source", "datasets"):

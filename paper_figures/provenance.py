@@ -6,6 +6,10 @@ command line, the seeds, and for every dataset its path, builder recipe, content
 content hash covers the arrays only (``metadata/build_seconds`` differs between two builds of one recipe),
 so two files with the same hash hold the same transitions.
 
+``check_parts(parts, settings)`` is what every ``--merge`` of figure parts checks first: the named settings, the
+evaluation protocol and every dataset's content hash equal over the parts (else a one-line SystemExit naming the
+difference); ``joined_provenance(parts)`` keeps every part's record.
+
 ``bootstrap_rng(name)`` is the one source of randomness for confidence intervals: seeded by a fixed root
 and the name of the quantity, so a replot from a written JSON reproduces every interval exactly.
 """
@@ -14,13 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import pathlib
 import subprocess
 import sys
 import zlib
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
+
+from hybrid_rl import threefry_cpu
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BOOTSTRAP_ROOT_SEED = 20_240_601
@@ -80,9 +87,64 @@ def provenance(args=None, seeds: Optional[Iterable[int]] = None, datasets: Optio
         "seeds": list(seeds) if seeds is not None else None,
         "datasets": {name: dataset_record(p) for name, p in (datasets or {}).items()},
         "bootstrap_root_seed": BOOTSTRAP_ROOT_SEED,
+        # Which CPU lowering of JAX's random-number hash the run compiled: the bits are the same, but the programs
+        # differ, and a training run's floats (hence a rebuilt dataset's content) can differ with them.
+        "threefry_cpu_lowering": "unrolled" if threefry_cpu.INSTALLED else "rolled",
     }
     out.update(extra)
     return out
+
+
+def part_records(block) -> list[dict]:
+    """The provenance records in one part's ``"provenance"``: a run's single record, or the list a merge kept
+    (one per part it joined); none for files written before provenance was recorded."""
+    if isinstance(block, list):
+        return [record for item in block for record in part_records(item)]
+    return [block] if isinstance(block, dict) else []
+
+
+def require_same(what: str, values: Sequence) -> None:
+    """A one-line SystemExit naming ``what`` and the distinct values when the parts of a merge disagree on it."""
+    distinct = list(dict.fromkeys(json.dumps(value, sort_keys=True, default=str) for value in values))
+    if len(distinct) > 1:
+        raise SystemExit(f"--merge: the parts differ in {what}: {' vs '.join(distinct)}")
+
+
+def require_same_data(blocks: Iterable) -> None:
+    """A one-line SystemExit when two parts' provenance records give one dataset name different content hashes
+    (a record from before hashes were kept counts by its path)."""
+    hashes: dict[str, set] = {}
+    for block in blocks:
+        for record in part_records(block):
+            for name, data in (record.get("datasets") or {}).items():
+                hashes.setdefault(name, set()).add(data.get("content_sha256") if isinstance(data, dict) else data)
+    clash = {name: sorted(map(str, found)) for name, found in hashes.items() if len(found) > 1}
+    if clash:
+        raise SystemExit(f"--merge: the parts used different data (content hashes): {clash}")
+
+
+def evaluation_protocols(block) -> list:
+    """The evaluation protocol ("deterministic" or "sampled") of each record in a part's provenance;
+    "unrecorded" for a record written before the protocol was recorded."""
+    return [record.get("evaluation", "unrecorded") for record in part_records(block)]
+
+
+def check_parts(parts: Sequence[Mapping], settings: Mapping[str, Callable[[Mapping], object]]) -> None:
+    """Refuses (one-line SystemExit) to join parts that differ in a setting (``settings``: name -> the value of
+    one part), in evaluation protocol, or in the content of a dataset they share a name for."""
+    for what, value_of in settings.items():
+        require_same(what, [value_of(part) for part in parts])
+    require_same("evaluation protocol", [p for part in parts for p in evaluation_protocols(part.get("provenance"))])
+    require_same_data(part.get("provenance") for part in parts)
+
+
+def joined_provenance(parts: Sequence[Mapping]) -> list:
+    """Every part's provenance, in order, one entry per original run (a part that is itself a merge gives its list)."""
+    joined = []
+    for part in parts:
+        block = part.get("provenance")
+        joined.extend(block if isinstance(block, list) else [block])
+    return joined
 
 
 def bootstrap_rng(name: str) -> np.random.Generator:

@@ -105,7 +105,7 @@ def test_f1_merge_joins_per_task_parts(tmp_path):
         f1.merge_results([_f1_part("mujoco_hopper:medium", 1.0)] * 2)
     other_grid = _f1_part("mujoco_hopper:medium_replay", 1.0)
     other_grid["grid"] = [0.0, 100.0]
-    with pytest.raises(SystemExit, match="different evaluation grids"):
+    with pytest.raises(SystemExit, match="differ in evaluation grid"):
         f1.merge_results([_f1_part("mujoco_hopper:medium", 1.0), other_grid])
 
 
@@ -205,9 +205,11 @@ def test_e1_merge_joins_per_method_parts_on_the_same_data_and_budget(tmp_path):
     assert written["claims"]["E1b"].startswith("fails (HalfCheetah gravity x2 (u = 1.20): H2O ")
     assert written["summary"]["HalfCheetah joint noise 1.0"]["h2o_naive"]["final_return_mean"] == 1000.0
     assert not e1.merge([first, {**later, "raw": {}}])["complete"]  # the naive mix still missing
-    with pytest.raises(SystemExit, match="different real data"):
+    with pytest.raises(SystemExit, match="different data"):
         e1.merge([first, {**later, "provenance": {"datasets": {"mujoco_halfcheetah": {"content_sha256": "cd" * 32}}}}])
-    with pytest.raises(SystemExit, match="differ in suite, preset, seeds or budget"):
+    with pytest.raises(SystemExit, match="differ in evaluation protocol"):
+        e1.merge([first, {**later, "provenance": {"datasets": data, "evaluation": "sampled"}}])
+    with pytest.raises(SystemExit, match="differ in budget"):
         e1.merge([first, {**later, "budget": {"steps": 200}}])
     with pytest.raises(SystemExit, match="more than one part"):
         e1.merge([first, {**later, "raw": {"h2o": full["raw"]["h2o"]}}])

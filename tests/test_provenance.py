@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hybrid_rl import threefry_cpu
 from hybrid_rl.datasets import write_d4rl_hdf5
 from paper_figures import provenance
 
@@ -32,6 +33,7 @@ def test_provenance_block_and_seeded_intervals(tmp_path):
     assert block["seeds"] == [0, 1, 2] and block["datasets"]["d"]["transitions"] == 3
     code = block["code"]
     assert code["commit"] is None or (len(code["commit"]) == 40 and isinstance(code["dirty"], bool))
+    assert block["threefry_cpu_lowering"] == ("unrolled" if threefry_cpu.INSTALLED else "rolled")
     x = np.random.default_rng(1).normal(size=(8, 3))
     lo1, hi1 = provenance.mean_ci(x, "H=10 HNPG")
     lo2, hi2 = provenance.mean_ci(x, "H=10 HNPG")
