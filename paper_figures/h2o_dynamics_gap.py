@@ -249,8 +249,9 @@ def main(argv=None):
                         "paper_figures/h2o_dynamics_gap[_<suite>_<preset>])")
     parser.add_argument("--sampled-eval", action="store_true",
                         help="evaluate every method's sampled policy (default: each one's deterministic policy)")
-    parser.add_argument("--merge", default="", help="comma-separated JSONs this script wrote on disjoint --envs of "
-                        "one suite and budget: one figure and one set of claims over all (written to --out)")
+    parser.add_argument("--merge", default="", help="comma-separated JSONs this script wrote on disjoint --envs "
+                        "or --methods of one suite, budget and real data (earlier merges too): one figure and one "
+                        "set of claims over all (written to --out)")
     args = parser.parse_args(argv)
     if args.merge:
         parts = [json.loads(pathlib.Path(part).read_text()) for part in args.merge.split(",")]
