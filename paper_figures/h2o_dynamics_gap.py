@@ -249,8 +249,9 @@ def main(argv=None):
                         "paper_figures/h2o_dynamics_gap[_<suite>_<preset>])")
     parser.add_argument("--sampled-eval", action="store_true",
                         help="evaluate every method's sampled policy (default: each one's deterministic policy)")
-    parser.add_argument("--merge", default="", help="comma-separated JSONs this script wrote on disjoint --envs of "
-                        "one suite and budget: one figure and one set of claims over all (written to --out)")
+    parser.add_argument("--merge", default="", help="comma-separated JSONs this script wrote on disjoint --envs "
+                        "or --methods of one suite, budget and real data (earlier merges too): one figure and one "
+                        "set of claims over all (written to --out)")
     args = parser.parse_args(argv)
     if args.merge:
         parts = [json.loads(pathlib.Path(part).read_text()) for part in args.merge.split(",")]
@@ -335,11 +336,27 @@ def finish(payload: dict, out: str, log=print):
         log(f"{claim}: {verdict}")
 
 
+def as_current_part(part: dict) -> dict:
+    """``part`` in the layout this script writes now. A part without a suite in its args was written before the
+    suites and presets existed, when the classic suite's networks, batches, warm-up, CQL actions and RLPD's UTD
+    and critics were fixed at ``CLASSIC`` (only seeds, steps, data size and evaluations were flags): it gets the
+    classic suite and that budget, its own flags taking precedence."""
+    if "suite" in part["args"]:
+        return part
+    budget = {key: part["args"].get(key, value) for key, value in CLASSIC.items()}
+    refs_source = part.get("refs_source") or {env: "D4RL" if is_mujoco(env) else "builder" for env in part["refs"]}
+    return {**part, "args": {"suite": "classic", "preset": None, **part["args"], **budget}, "budget": budget,
+            "refs_source": refs_source}
+
+
 def merge(parts: list[dict]) -> dict:
     """One payload from runs of the same suite, seeds, budget, evaluation protocol and real data on disjoint
     (method, pair env) entries: per-env parts (``--envs``, e.g. one process per env) or per-method parts
-    (``--methods``, e.g. a method run later): raw results, datasets and references joined, each part's provenance kept, runtime the
-    longest part's (per-env parts run side by side; ``runtime_s_per_part`` keeps each)."""
+    (``--methods``, e.g. a method run later), or a part --merge wrote itself: raw results, datasets and
+    references joined, every run's provenance kept, runtime the longest part's (per-env parts run side by side;
+    ``runtime_s_per_part`` keeps each). CQL never sees the simulator, so a pair env without its own CQL entry
+    takes the CQL run on the same real data from another pair env, as a fresh run does."""
+    parts = [as_current_part(p) for p in parts]
     check_parts(parts, {"suite": lambda p: p["args"]["suite"], "preset": lambda p: p["args"]["preset"],
                         "seeds": lambda p: p["args"]["seeds"], "budget": lambda p: p.get("budget")})
     raw = {}
@@ -349,9 +366,17 @@ def merge(parts: list[dict]) -> dict:
             if clash and name != "cql":  # CQL never sees the sim: every part has the same real-data run
                 raise SystemExit(f"--merge: {name} on {sorted(clash)} appears in more than one part")
             raw[name].update(entries)
+    shifts, _, dataset_env = SUITES[parts[0]["args"]["suite"]]
+    if "cql" in raw:
+        on_data = {dataset_env[key.split("@")[0]]: entry for key, entry in raw["cql"].items()}
+        wanted = {f"{env}@{value:g}" for name in raw for _, env, value in shifts if f"{env}@{value:g}" in raw[name]}
+        for key in sorted(wanted - set(raw["cql"])):
+            if dataset_env[key.split("@")[0]] in on_data:
+                raw["cql"][key] = on_data[dataset_env[key.split("@")[0]]]
     methods = list(dict.fromkeys(m for p in parts for m in p["args"]["methods"].split(",")))
+    per_part = [t for p in parts for t in p.get("runtime_s_per_part", [p["runtime_s"]])]
     merged = {**parts[0], "provenance": joined_provenance(parts), "raw": raw,
-              "runtime_s": max(p["runtime_s"] for p in parts), "runtime_s_per_part": [p["runtime_s"] for p in parts],
+              "runtime_s": max(per_part), "runtime_s_per_part": per_part,
               "complete": all(name in raw for name in methods)}
     for key in ("refs", "refs_source", "datasets"):
         merged[key] = {k: v for p in parts for k, v in p[key].items()}
