@@ -2,7 +2,9 @@
 
 ``provenance(args, seeds, datasets)`` is the block each ``paper_figures`` script stores under
 ``"provenance"``: the code version (git commit and whether the work tree had uncommitted changes), the
-command line, the seeds, and for every dataset its path, builder recipe, content hash and size. The
+command line, the XLA flags (they can change a result's float rounding: XLA's CPU backend fuses multiplies and
+adds into FMAs unless the ISA is capped below AVX2, see paper_figures/README.md, F1c on MuJoCo), the seeds, and
+for every dataset its path, builder recipe, content hash and size. The
 content hash covers the arrays only (``metadata/build_seconds`` differs between two builds of one recipe),
 so two files with the same hash hold the same transitions.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -83,6 +86,7 @@ def provenance(args=None, seeds: Optional[Iterable[int]] = None, datasets: Optio
     out = {
         "code": code_version(),
         "command": [pathlib.Path(sys.argv[0]).name] + sys.argv[1:],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "args": {k: v for k, v in vars(args).items()} if args is not None else None,
         "seeds": list(seeds) if seeds is not None else None,
         "datasets": {name: dataset_record(p) for name, p in (datasets or {}).items()},

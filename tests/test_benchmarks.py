@@ -97,7 +97,9 @@ def test_markdown_table_ratio_and_returns():
 HAS_BRAX = importlib.util.find_spec("brax") is not None
 HAS_REJAX = importlib.util.find_spec("rejax") is not None
 HAS_MUJOCO = importlib.util.find_spec("mujoco") is not None
-HAS_SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+# find_spec of a submodule imports its parent package, which raises when hydra_plugins itself is missing
+HAS_SUBMITIT = (importlib.util.find_spec("hydra_plugins") is not None
+                and importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None)
 
 # (test id, script file, command after the interpreter, text the output must contain, reason to skip or None)
 RUNS = [
@@ -108,6 +110,8 @@ RUNS = [
     ("brax_throughput", "brax_throughput.py", ["-m", "benchmarks.brax_throughput", "--tiny"], "steps/s",
      None if HAS_BRAX else "brax is not installed (the brax extra)"),
     ("env_throughput", "env_throughput.py", ["-m", "benchmarks.env_throughput", "--tiny"], "pendulum", None),
+    ("f1c_first_difference", "f1c_first_difference.py", ["-m", "benchmarks.f1c_first_difference", "--tiny", "--repeat"],
+     "bit-identical for 5 iterations", None),
     ("h2o_speed", "h2o_speed.py", ["-m", "benchmarks.h2o_speed", "--tiny"], "time / SAC time", None),
     ("offline_speed", "offline_speed.py", ["-m", "benchmarks.offline_speed", "--tiny"], "Unifloral IQL", None),
     ("onpolicy_speed", "onpolicy_speed.py", ["-m", "benchmarks.onpolicy_speed", "--tiny"], "final eval return", None),

@@ -27,9 +27,11 @@ def test_dataset_record_hashes_the_transitions(tmp_path):
     assert ra["content_sha256"] == rb["content_sha256"] != rc["content_sha256"]
 
 
-def test_provenance_block_and_seeded_intervals(tmp_path):
+def test_provenance_block_and_seeded_intervals(tmp_path, monkeypatch):
     write_d4rl_hdf5(tmp_path / "d.hdf5", _data(jnp.arange(3.0)))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX")
     block = provenance.provenance(None, seeds=range(3), datasets={"d": tmp_path / "d.hdf5"})
+    assert block["xla_flags"] == "--xla_cpu_max_isa=AVX"  # flags that change float rounding are recorded
     assert block["seeds"] == [0, 1, 2] and block["datasets"]["d"]["transitions"] == 3
     code = block["code"]
     assert code["commit"] is None or (len(code["commit"]) == 40 and isinstance(code["dirty"], bool))
