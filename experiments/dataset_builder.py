@@ -68,6 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_rl import threefry_cpu
 from hybrid_rl.datasets.d4rl import load_d4rl_hdf5, write_d4rl_hdf5
 from hybrid_rl.logging import readable_by_group
 from hybrid_rl.rollout import rollout
@@ -834,7 +835,18 @@ def build_dataset(
     log: Optional[Callable[[str], None]] = _stderr_log,
 ) -> pathlib.Path:
     """Builds the dataset of ``recipe`` (always; see :func:`get_or_build_dataset` for the cached path),
-    writes it with ``write_d4rl_hdf5`` and returns its path."""
+    writes it with ``write_d4rl_hdf5`` and returns its path.
+
+    Every program of the build is lowered with JAX's own CPU Threefry (``threefry_cpu.jax_rolled_lowering``).
+    The project's unrolled lowering gives the same random bits, but the programs around them compile into
+    other fused kernels, where LLVM contracts other multiply-adds into FMAs; SAC on MuJoCo (and Pendulum's
+    medium) then ends in other checkpoints, so the same recipe gave other files. Pinning the lowering keeps a
+    recipe's content what it was recorded as (the content hashes in paper_figures/README.md)."""
+    with threefry_cpu.jax_rolled_lowering():
+        return _build_dataset(recipe, data_dir, log)
+
+
+def _build_dataset(recipe: DatasetRecipe, data_dir, log) -> pathlib.Path:
     log = log or (lambda message: None)
     t0 = time.perf_counter()
     root = pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()

@@ -321,3 +321,26 @@ def test_sac_pendulum_kinds_are_ordered_and_share_one_training_run(tmp_path, mon
     assert refs[0] < -900 and refs[1] > -400, refs
     assert means["random"] < means["medium"] < means["expert"], means
     assert (means["medium"] - refs[0]) / (refs[1] - refs[0]) < 0.7, means
+
+
+def test_builds_lower_with_jax_threefry_so_recorded_recipes_keep_their_content(monkeypatch, tmp_path):
+    # The project's unrolled CPU Threefry gives the same bits but other fused kernels around them, and a SAC
+    # run (hence a recipe's file) then ends elsewhere; the builder pins JAX's own lowering for every build.
+    from jax.extend.random import threefry2x32_p
+
+    from experiments import dataset_builder
+    from hybrid_rl import threefry_cpu
+
+    if not threefry_cpu.INSTALLED:
+        pytest.skip("the project's CPU lowering is off (HYBRID_RL_THREEFRY_CPU=rolled or not on CPU)")
+    seen = []
+    real = dataset_builder._build_dataset
+
+    def spy(*args, **kwargs):
+        seen.append(threefry_cpu._cpu_rules()[threefry2x32_p] is threefry_cpu._JAX_RULE)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_builder, "_build_dataset", spy)
+    dataset_builder.get_or_build_dataset("pendulum", "random", 200, data_dir=tmp_path, log=None)
+    assert seen == [True]
+    assert threefry_cpu._cpu_rules()[threefry2x32_p] is not threefry_cpu._JAX_RULE  # ours again afterwards
