@@ -3,12 +3,12 @@
 Critic ensembles use ``nn.vmap`` over parameters, so 2 twin critics and RLPD's 10 LayerNorm critics are
 one module whose parameters carry a leading ensemble axis and whose forward pass is one batched matmul.
 
-``matmul_dtype="bfloat16"`` (every network here takes it) runs the Dense layers' matrix products, forward and
-backward, on bfloat16 operands with float32 accumulation; parameters, activations, gradients and optimizer
-state stay float32. This is the precision a TPU gives float32 matmuls by default, and on CPUs with
-AVX-512 BF16 and on GPUs it is the faster kernel (docs/speed.md has the measurements). XLA's CPU backend
-ignores JAX's ``precision`` argument, so the operands are cast explicitly, and the backward pass has its own
-rule (``mixed_matmul``): JAX's transpose of a mixed-dtype product would run the gradient products in float32.
+``matmul_dtype="bfloat16"`` (every network here takes it) runs the Dense layers' forward products and their
+input-gradient products on bfloat16 operands with float32 accumulation; the weight gradients, parameters,
+activations and optimizer state stay float32. This is the precision a TPU gives float32 matmuls by default, and
+on CPUs with AVX-512 BF16 and on GPUs it is the faster kernel (docs/speed.md has the measurements). XLA's CPU
+backend ignores JAX's ``precision`` argument, so the operands are cast explicitly, and the backward pass has its
+own rule (``mixed_matmul``): JAX's transpose of a mixed-dtype product would run the gradient products in float32.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _mixed_matmul_fwd(x, w, dtype):
 
 
 def _mixed_matmul_bwd(dtype, residuals, g):
-    # dx = g w^T and dw = x^T g, both again on ``dtype`` operands with float32 accumulation.
+    # dx = g w^T on ``dtype`` operands with float32 accumulation; dw = x^T g in float32 (below).
     x, w = residuals
     g_low = g.astype(dtype)
     # Written as plain [m, k] x [k, n] products (explicit transposes, which XLA folds under jit): XLA's CPU
