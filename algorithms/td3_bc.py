@@ -18,9 +18,10 @@ with lambda = alpha / mean_B |Q_1(s, pi(s))| taken without gradient; the BC term
 Policy delay: the official loop updates the critics every step and the actor and all targets on every
 ``policy_delay``-th step. Here one iteration is exactly one such cycle: ``policy_delay`` critic updates,
 then one actor update and the Polyak step of the target actor and critics, so nothing is computed and
-thrown away under ``vmap``. The official loop samples one batch per step, so its actor update reuses that
-step's critic batch; here too, the actor trains on the batch of the cycle's last critic update (``grad_steps_per_iteration = policy_delay``; ``num_steps`` counts critic
-updates, as the official ``max_timesteps`` does).
+thrown away under ``vmap`` (``grad_steps_per_iteration = policy_delay``; ``num_steps`` counts critic
+updates, as the official ``max_timesteps`` does). The official loop samples one batch per step, so its actor
+update reuses that step's critic batch; here too, the actor trains on the batch of the cycle's last critic
+update.
 
 State normalisation (``normalize_states``): s <- (s - mu) / (sigma + 1e-3) with the dataset's per-dimension
 mean and std, computed once from the dataset's states and applied to every state the agent sees

@@ -266,8 +266,8 @@ class _Host:
     def _shares(self, n: int) -> list[tuple[int, int]]:
         """Contiguous row ranges, one per thread used: at least _MIN_ROWS_PER_THREAD rows each."""
         count = max(1, min(self.threads, n // _MIN_ROWS_PER_THREAD))
-        bounds = np.linspace(0, n, count + 1).round().astype(int)
-        return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        bounds = [n * k // count for k in range(count + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
 
     def _step_all(self, rows, action, gravity, friction, cfrc) -> None:
         """Every row's physics step. mj_step releases the GIL, so rows split across threads step in parallel;
