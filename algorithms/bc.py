@@ -53,12 +53,8 @@ def bc_loss(params, apply_fn, obs, action, kind: str, eps: float):
 
 
 def make(config: Config, problem: Problem) -> Agent:
-    if problem.dataset is None:
-        raise ValueError(
-            "bc needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> "
-            "(make one with `python -m experiments.make_dataset`)"
-        )
-    data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs))
+    dataset = problem.require_dataset("bc")
+    data = dataset.replace(obs=problem.flat_obs(dataset.obs))
     if problem.action_kind == "discrete":
         kind, net = "categorical", CategoricalPolicy(problem.action_dim, config.hidden_sizes)
     elif config.continuous_policy == "deterministic":
