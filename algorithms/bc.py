@@ -33,7 +33,6 @@ class Config:
     hidden_sizes: tuple[int, ...] = (256, 256)
     continuous_policy: str = "tanh_gaussian"  # or "deterministic" (MSE regression)
     action_eps: float = 1e-4  # actions are clipped to [-1+eps, 1-eps] for the tanh-Gaussian likelihood
-    weight_decay: float = 0.0
 
 
 @struct.dataclass
