@@ -79,11 +79,9 @@ class StationaryState:
 
 def make_stationary(config, problem: Problem, name: str = "hnpg") -> Agent:
     hybrid = config.hybrid
-    if hybrid and problem.dataset is None:
-        raise ValueError(
-            f"{name} on {problem.env_name!r} needs an offline dataset: pass dataset=<kind> (e.g. dataset=expert, "
-            "made by the dataset builder) or a D4RL-layout .hdf5 (or run algo=npg, HNPG without offline data)"
-        )
+    if hybrid:
+        problem.require_dataset(f"{name} on {problem.env_name!r}", example_kind="expert",
+                                hint="or run algo=npg, HNPG without offline data")
     discrete = problem.action_kind == "discrete"
     A, D = problem.action_dim, problem.obs_dim
     num_envs = config.num_envs

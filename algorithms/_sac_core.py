@@ -183,11 +183,8 @@ def update_actor_and_temperature(state: SACState, key, obs, target_entropy: floa
 def _check_problem(problem: Problem, config: Config, name: str):
     if problem.action_kind != "continuous":
         raise ValueError(f"{name} needs continuous actions; env {problem.env_name!r} has discrete actions")
-    if config.offline_fraction > 0 and problem.dataset is None:
-        raise ValueError(
-            f"{name} with offline_fraction={config.offline_fraction} needs an offline dataset: pass "
-            "dataset=<path to a D4RL-layout .hdf5> (or make one with experiments.make_dataset)"
-        )
+    if config.offline_fraction > 0:
+        problem.require_dataset(f"{name} with offline_fraction={config.offline_fraction}")
     if config.num_min_critics > config.num_critics:
         raise ValueError(f"num_min_critics ({config.num_min_critics}) > num_critics ({config.num_critics})")
     if config.actor_q_reduce not in ("min", "mean"):

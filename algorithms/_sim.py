@@ -104,12 +104,7 @@ def log_dynamics_ratio(l_sas):
 
 
 def flat_dataset(problem: Problem, name: str) -> Transition:
-    if problem.dataset is None:
-        raise ValueError(
-            f"{name} needs the real offline dataset: pass dataset=<path to a D4RL-layout .hdf5 of the real env> "
-            "(make one with `python -m experiments.make_dataset`)"
-        )
-    data = problem.dataset
+    data = problem.require_dataset(name, what="the real offline dataset (transitions of the real env)")
     return data.replace(obs=problem.flat_obs(data.obs), next_obs=problem.flat_obs(data.next_obs))
 
 

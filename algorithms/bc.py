@@ -33,7 +33,6 @@ class Config:
     hidden_sizes: tuple[int, ...] = (256, 256)
     continuous_policy: str = "tanh_gaussian"  # or "deterministic" (MSE regression)
     action_eps: float = 1e-4  # actions are clipped to [-1+eps, 1-eps] for the tanh-Gaussian likelihood
-    weight_decay: float = 0.0
 
 
 @struct.dataclass
@@ -53,12 +52,8 @@ def bc_loss(params, apply_fn, obs, action, kind: str, eps: float):
 
 
 def make(config: Config, problem: Problem) -> Agent:
-    if problem.dataset is None:
-        raise ValueError(
-            "bc needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> "
-            "(make one with `python -m experiments.make_dataset`)"
-        )
-    data = problem.dataset.replace(obs=problem.flat_obs(problem.dataset.obs))
+    dataset = problem.require_dataset("bc")
+    data = dataset.replace(obs=problem.flat_obs(dataset.obs))
     if problem.action_kind == "discrete":
         kind, net = "categorical", CategoricalPolicy(problem.action_dim, config.hidden_sizes)
     elif config.continuous_policy == "deterministic":

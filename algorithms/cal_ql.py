@@ -253,11 +253,7 @@ class CalQLState:
 
 
 def make(config: Config, problem: Problem) -> Agent:
-    if problem.dataset is None:
-        raise ValueError(
-            "cal_ql needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> or a builder kind "
-            "(dataset=medium_replay)"
-        )
+    problem.require_dataset("cal_ql", example_kind="medium_replay")
     if not 0.0 <= config.mixing_ratio <= 1.0:
         raise ValueError(f"mixing_ratio must be in [0, 1], got {config.mixing_ratio}")
     online = config.online_steps > 0

@@ -100,11 +100,7 @@ class CQLState:
 
 
 def make(config: Config, problem: Problem, name: str = "cql") -> Agent:
-    if problem.dataset is None:
-        raise ValueError(
-            f"{name} needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> "
-            "(make one with `python -m experiments.make_dataset`)"
-        )
+    problem.require_dataset(name)
     data = offline_data(config, problem)
     base = sac.make(dataclasses.replace(config, warmup_steps=0, total_steps=max(config.total_steps, 1)),
                     problem, name=name)

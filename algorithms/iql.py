@@ -261,11 +261,7 @@ def sample_union(key, dataset: Transition, buffer: ReplayBuffer, batch_size: int
 
 
 def make(config: Config, problem: Problem, name: str = "iql") -> Agent:
-    if problem.dataset is None:
-        raise ValueError(
-            f"{name} needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> or a builder kind "
-            "(dataset=medium_replay)"
-        )
+    problem.require_dataset(name, example_kind="medium_replay")
     if problem.action_kind != "continuous":
         raise ValueError(f"{name} needs continuous actions; env {problem.env_name!r} has discrete actions")
     if config.offline_steps < 0 or config.online_steps < 0:

@@ -123,11 +123,7 @@ def meta_update(state: sac.SACState, keys, batches: Transition, eta, target_entr
 
 
 def _check(config: Config, problem: Problem):
-    if problem.dataset is None:
-        raise ValueError(
-            "moorl needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> or a builder kind "
-            "(dataset=medium_replay)"
-        )
+    problem.require_dataset("moorl", example_kind="medium_replay")
     if config.inner_steps < 1:
         raise ValueError(f"inner_steps (K) must be >= 1, got {config.inner_steps}")
     if config.buffer_choice not in ("coin", "alternate", "mixed"):

@@ -18,11 +18,7 @@ Config = sac.RLPDConfig  # the settings live with the SAC core, which DARC's rlp
 
 
 def make(config: Config, problem):
-    if problem.dataset is None:
-        raise ValueError(
-            "rlpd needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> "
-            "(make one with `python -m experiments.make_dataset`)"
-        )
+    problem.require_dataset("rlpd")
     return sac.make(config, problem, name="rlpd")
 
 

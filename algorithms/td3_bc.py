@@ -138,11 +138,7 @@ def state_normalizer(obs: np.ndarray, enabled: bool, eps: float) -> tuple[np.nda
 
 
 def make(config: Config, problem: Problem, name: str = "td3_bc") -> Agent:
-    if problem.dataset is None:
-        raise ValueError(
-            f"{name} needs an offline dataset: pass dataset=<path to a D4RL-layout .hdf5> or a builder kind "
-            "(dataset=medium)"
-        )
+    problem.require_dataset(name)
     if problem.action_kind != "continuous":
         raise ValueError(f"{name} needs continuous actions; env {problem.env_name!r} has discrete actions")
     if config.policy_delay < 1 or config.num_steps < 0:

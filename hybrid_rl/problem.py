@@ -66,6 +66,22 @@ class Problem:
         low, high = jnp.asarray(self.action_low), jnp.asarray(self.action_high)
         return jnp.clip(2.0 * (action - low) / (high - low) - 1.0, -1.0, 1.0)
 
+    def require_dataset(self, who: str, *, example_kind: str = "medium", what: str = "an offline dataset",
+                        hint: str = "") -> Transition:
+        """The offline dataset, or a one-line ValueError naming ``who`` needs it and how to give one.
+
+        ``who`` names the algorithm (and, when it matters, why: "sac with offline_fraction=0.5"); the
+        message suggests ``dataset=<path>``, the builder kind ``example_kind``, and the command that writes
+        a file; ``what`` names the data ("the real offline dataset"); ``hint`` is added in parentheses
+        (e.g. an algorithm that needs no data)."""
+        if self.dataset is not None:
+            return self.dataset
+        extra = f" ({hint})" if hint else ""
+        raise ValueError(
+            f"{who} needs {what}: pass dataset=<path to a D4RL-layout .hdf5> or a builder kind "
+            f"(dataset={example_kind}), or make a file with `python -m experiments.make_dataset`{extra}"
+        )
+
     @property
     def has_simulator(self) -> bool:
         return not isinstance(self.env, NoSimulator)

@@ -61,7 +61,7 @@ import numpy as np
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import hparam_grid, init_grid, make_train_from, plan_phases
 from paper_figures.mujoco_data import MUJOCO_DATASET_RECIPES, MUJOCO_DATASET_SIZES, is_mujoco, with_d4rl_references
-from paper_figures.provenance import check_parts, joined_provenance, mean_ci, provenance
+from paper_figures.provenance import check_parts, joined_provenance, mean_ci, provenance, runtimes_per_part
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -374,7 +374,7 @@ def merge(parts: list[dict]) -> dict:
             if dataset_env[key.split("@")[0]] in on_data:
                 raw["cql"][key] = on_data[dataset_env[key.split("@")[0]]]
     methods = list(dict.fromkeys(m for p in parts for m in p["args"]["methods"].split(",")))
-    per_part = [t for p in parts for t in p.get("runtime_s_per_part", [p["runtime_s"]])]
+    per_part = runtimes_per_part(parts)
     merged = {**parts[0], "provenance": joined_provenance(parts), "raw": raw,
               "runtime_s": max(per_part), "runtime_s_per_part": per_part,
               "complete": all(name in raw for name in methods)}

@@ -41,7 +41,15 @@ import numpy as np
 from experiments.catalog import build_problem, default_hparams, get_algorithm
 from hybrid_rl.runner import Runner, RunSettings
 from paper_figures.mujoco_data import MUJOCO_DATASET_RECIPES, MUJOCO_DATASET_SIZES, is_mujoco, with_d4rl_references
-from paper_figures.provenance import check_parts, joined_provenance, part_records, provenance, require_same, seeded_global_numpy
+from paper_figures.provenance import (
+    check_parts,
+    joined_provenance,
+    part_records,
+    provenance,
+    require_same,
+    runtimes_per_part,
+    seeded_global_numpy,
+)
 
 OUT = pathlib.Path(__file__).resolve().parent
 
@@ -315,9 +323,10 @@ def merge_results(results: list[dict]) -> dict:
     if missing:
         raise SystemExit(f"--merge: the parts leave {len(missing)} method-task pair(s) without a run, e.g. {missing[0]}")
     args.update(tasks=",".join(tasks), algos=",".join(labels))
+    per_part = runtimes_per_part(results)
     return {"args": args, "provenance": joined_provenance(results), "tasks": tasks, "grid": results[0]["grid"],
             "references": references, "per_seed_curves": curves, "seconds": seconds,
-            "runtime_s": max(r["runtime_s"] for r in results), "runtime_s_per_part": [r["runtime_s"] for r in results],
+            "runtime_s": max(per_part), "runtime_s_per_part": per_part,
             "complete": all(r.get("complete", True) for r in results)}
 
 

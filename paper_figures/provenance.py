@@ -10,7 +10,8 @@ so two files with the same hash hold the same transitions.
 
 ``check_parts(parts, settings)`` is what every ``--merge`` of figure parts checks first: the named settings, the
 evaluation protocol and every dataset's content hash equal over the parts (else a one-line SystemExit naming the
-difference); ``joined_provenance(parts)`` keeps every part's record.
+difference); ``joined_provenance(parts)`` keeps every part's record and ``runtimes_per_part(parts)`` every
+part's run time.
 
 ``bootstrap_rng(name)`` is the one source of randomness for confidence intervals: seeded by a fixed root
 and the name of the quantity, so a replot from a written JSON reproduces every interval exactly.
@@ -149,6 +150,13 @@ def joined_provenance(parts: Sequence[Mapping]) -> list:
         block = part.get("provenance")
         joined.extend(block if isinstance(block, list) else [block])
     return joined
+
+
+def runtimes_per_part(parts: Sequence[Mapping]) -> list:
+    """The run time of every original run joined by a merge, in order: a part's ``runtime_s``, or the
+    ``runtime_s_per_part`` list of a part that is itself a merge (flattened, so merging merges keeps one number
+    per run)."""
+    return [seconds for part in parts for seconds in part.get("runtime_s_per_part", [part["runtime_s"]])]
 
 
 def bootstrap_rng(name: str) -> np.random.Generator:

@@ -1,5 +1,9 @@
 """BC and RLPD on data from the scripted pendulum expert (written and read back in D4RL's layout)."""
 
+import dataclasses
+import pathlib
+import re
+
 import distrax
 import jax
 import jax.numpy as jnp
@@ -36,6 +40,16 @@ def test_bc_loss_hand_computed():
     np.testing.assert_allclose(loss, -(np.log(0.5) + np.log(0.8)) / 2, rtol=1e-5)
     mse = bc.bc_loss(None, lambda p, obs: jnp.zeros((2, 1)), None, jnp.array([[0.5], [-1.0]]), "deterministic", 0.0)
     np.testing.assert_allclose(mse, (0.25 + 1.0) / 2, rtol=1e-6)
+
+
+def test_bc_config_is_the_documented_one():
+    """The docs' Config table lists exactly the Config's fields, in order: BC is plain maximum likelihood with
+    Adam, with no weight-decay setting (no BC baseline here uses one)."""
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "algorithms" / "bc.md").read_text()
+    table = doc.split("## Config", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(\w+)` \|", table, flags=re.M)
+    assert documented == [f.name for f in dataclasses.fields(bc.Config)]
+    assert "weight_decay" not in documented
 
 
 def test_dataset_is_loaded_in_agent_action_space(expert_file):

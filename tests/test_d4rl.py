@@ -28,6 +28,7 @@ from hybrid_rl.datasets import (
     to_transitions,
     write_d4rl_hdf5,
 )
+from hybrid_rl.datasets.d4rl import decode_hdf5_strings, flatten_metadata, to_hdf5_value
 from hybrid_rl.types import Transition
 
 
@@ -147,6 +148,33 @@ def test_writer_validates_before_writing(tmp_path):
     with pytest.raises(DatasetError, match=_err(path, "rewards")):
         write_d4rl_hdf5(path, data)
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_flatten_metadata_joins_nested_and_slash_keys():
+    assert flatten_metadata({"a": {"b": 1, "c/d": "x"}, "/e/": 2.5}) == {
+        "metadata/a/b": 1, "metadata/a/c/d": "x", "metadata/e": 2.5}
+    assert flatten_metadata({"k": 1}, prefix="infos") == {"infos/k": 1}
+
+
+def test_to_hdf5_value_and_decode_hdf5_strings_round_trip_strings():
+    assert to_hdf5_value("f.hdf5", "k", "relu") == np.bytes_(b"relu")
+    assert to_hdf5_value("f.hdf5", "k", b"raw") == np.bytes_(b"raw")
+    names = to_hdf5_value("f.hdf5", "k", np.array(["ab", "c"]))
+    assert names.dtype.kind == "S" and list(names) == [b"ab", b"c"]
+    assert to_hdf5_value("f.hdf5", "k", np.array(["x", "yz"], dtype=object)).dtype.kind == "S"
+    np.testing.assert_array_equal(to_hdf5_value("f.hdf5", "k", jnp.arange(3)), np.arange(3))
+    assert decode_hdf5_strings(np.bytes_(b"relu")) == "relu"
+    np.testing.assert_array_equal(decode_hdf5_strings(names), np.array(["ab", "c"]))
+    np.testing.assert_array_equal(decode_hdf5_strings(np.array([b"p", b"q"], dtype=object)), np.array(["p", "q"]))
+    numbers = np.arange(4.0)
+    assert decode_hdf5_strings(numbers) is numbers
+
+
+@pytest.mark.parametrize("value, problem", [(None, "value is None"),
+                                            (np.array([[1], [2, 3]], dtype=object), "object array cannot be stored")])
+def test_to_hdf5_value_names_the_file_and_key_of_what_hdf5_cannot_store(value, problem):
+    with pytest.raises(DatasetError, match=f"f.hdf5.*'metadata/x'.*{problem}"):
+        to_hdf5_value("f.hdf5", "metadata/x", value)
 
 
 # --------------------------------------------------------------------------------- transitions

@@ -139,6 +139,14 @@ def test_merge_joins_a_joined_file_with_a_later_method_and_keeps_every_provenanc
     assert merged["args"]["tasks"] == "pendulum:medium,reacher:medium"
 
 
+def test_merging_a_merged_file_keeps_one_runtime_per_original_run():
+    per_task = f1.merge_results([_part(["SAC (scratch)", "MOORL"], tasks=("pendulum:medium",), runtime=3.0),
+                                 _part(["SAC (scratch)", "MOORL"], tasks=("reacher:medium",), runtime=7.0)])
+    assert per_task["runtime_s_per_part"] == [3.0, 7.0] and per_task["runtime_s"] == 7.0
+    merged = f1.merge_results([per_task, _part(["MOORL, SAC critic"], runtime=5.0)])
+    assert merged["runtime_s_per_part"] == [3.0, 7.0, 5.0] and merged["runtime_s"] == 7.0
+
+
 def test_merge_compares_a_method_setting_only_between_parts_that_read_it():
     # IQL does not read the warm-up: an IQL part from a file written before the flag (no "warmup" key) joins
     # parts with any warm-up, and the joined args carry SAC's.

@@ -54,3 +54,9 @@ def test_seeded_global_numpy_restores_the_global_state():
     assert np.random.rand() == pytest.approx(expected)
     with provenance.seeded_global_numpy("x"):
         np.testing.assert_array_equal(np.random.rand(3), a)
+
+
+def test_runtimes_per_part_flattens_a_merged_part():
+    runs = [{"runtime_s": 4.0}, {"runtime_s": 9.0, "runtime_s_per_part": [2.0, 9.0]}, {"runtime_s": 1.5}]
+    assert provenance.runtimes_per_part(runs) == [4.0, 2.0, 9.0, 1.5]
+    assert provenance.runtimes_per_part([]) == []

@@ -30,10 +30,10 @@ import numpy as np
 
 from hybrid_rl.datasets.d4rl import (
     DatasetError,
-    _decode,
-    _flatten_metadata,
-    _to_storable,
+    decode_hdf5_strings,
+    flatten_metadata,
     qlearning_dataset,
+    to_hdf5_value,
 )
 from hybrid_rl.types import Transition
 
@@ -138,10 +138,10 @@ def write_action_free_hdf5(path: str | os.PathLike, data: Mapping[str, Any],
             arr = arr.astype(np.float32)
         elif key in ("terminals", "timeouts"):
             arr = arr.astype(bool)
-        items[key.strip("/")] = _to_storable(src, key, arr)
+        items[key.strip("/")] = to_hdf5_value(src, key, arr)
     items.setdefault("timeouts", np.zeros(n, bool))
     if metadata:
-        items.update({k: _to_storable(src, k, v) for k, v in _flatten_metadata(metadata).items()})
+        items.update({k: to_hdf5_value(src, k, v) for k, v in flatten_metadata(metadata).items()})
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     os.close(fd)
@@ -171,7 +171,7 @@ def load_action_free_hdf5(path: str | os.PathLike) -> dict:
             f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
             for name in names:
                 if name != "actions":
-                    raw[name] = _decode(f[name][()])
+                    raw[name] = decode_hdf5_strings(f[name][()])
     except OSError as err:
         raise _fail(src, None, f"not a readable HDF5 file ({err})") from err
     for key in _REQUIRED:

@@ -343,8 +343,10 @@ def default_d4rl_dir() -> Path:
     return Path(env).expanduser() if env else Path("~/.d4rl/datasets").expanduser()
 
 
-def _decode(value: Any) -> Any:
-    """Bytes (D4RL stores strings as fixed-length bytes) -> str, for scalars and string arrays."""
+def decode_hdf5_strings(value: Any) -> Any:
+    """A value read from HDF5 with its bytes decoded as UTF-8 ``str``: a bytes scalar becomes ``str``, a
+    fixed-length bytes array or an object array of bytes becomes a ``str`` array (D4RL stores strings as
+    bytes); anything else comes back unchanged."""
     if isinstance(value, (bytes, np.bytes_)):
         return bytes(value).decode("utf-8")
     if isinstance(value, np.ndarray):
@@ -395,7 +397,7 @@ def load_d4rl_hdf5(
             names: list[str] = []
             f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
             for current in names:
-                raw[current] = _decode(f[current][()])
+                raw[current] = decode_hdf5_strings(f[current][()])
     except DatasetError:
         raise
     except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
@@ -404,20 +406,23 @@ def load_d4rl_hdf5(
     return _canonicalize(raw, src, obs_dim=obs_dim, action_dim=action_dim)
 
 
-def _flatten_metadata(metadata: Mapping[str, Any], prefix: str = "metadata") -> dict[str, Any]:
-    """Nested dicts and "/"-separated keys both become flat ``metadata/...`` keys."""
+def flatten_metadata(metadata: Mapping[str, Any], prefix: str = "metadata") -> dict[str, Any]:
+    """Metadata as flat HDF5 paths: nested dicts and "/"-separated keys both become ``metadata/...`` keys
+    (``{"a": {"b": 1}}`` and ``{"a/b": 1}`` both give ``{"metadata/a/b": 1}``)."""
     flat: dict[str, Any] = {}
     for key, value in metadata.items():
         full = f"{prefix}/{str(key).strip('/')}"
         if isinstance(value, Mapping):
-            flat.update(_flatten_metadata(value, full))
+            flat.update(flatten_metadata(value, full))
         else:
             flat[full] = value
     return flat
 
 
-def _to_storable(src: str, key: str, value: Any) -> np.ndarray | np.generic:
-    """Python/numpy/jax value -> something h5py writes; strings as bytes, as D4RL writes them."""
+def to_hdf5_value(src: str, key: str, value: Any) -> np.ndarray | np.generic:
+    """A Python, numpy or jax value as something h5py writes: strings (scalars and arrays) as UTF-8 bytes, as
+    D4RL writes them, everything else as a numpy array. ``src`` (the file) and ``key`` name the value in the
+    DatasetError raised for what HDF5 cannot store (None, a ragged or object array)."""
     if value is None:
         raise _fail(src, key, "value is None")
     if isinstance(value, str):
@@ -464,8 +469,8 @@ def write_d4rl_hdf5(
     src = str(p)
     canonical = _canonicalize(data, src)
     if metadata:
-        canonical.update(_flatten_metadata(metadata))
-    items = {k.strip("/"): _to_storable(src, k, v) for k, v in canonical.items()}
+        canonical.update(flatten_metadata(metadata))
+    items = {k.strip("/"): to_hdf5_value(src, k, v) for k, v in canonical.items()}
 
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
