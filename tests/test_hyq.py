@@ -47,6 +47,11 @@ def test_short_run_per_seed_locks_and_buffers():
 
 @pytest.mark.slow
 def test_hyq_solves_the_h5_lock():
-    _, metrics = _run(5, 30, 2, 100, offline=2000, eval_episodes=50)
+    # 499 Adam steps per level per round (the official count) are needed. With 100 the per-level regressions
+    # are left unfinished each round and some locks keep A and B confused at a level for all 30 rounds: seed 0
+    # of this key ends at 0.2, and one extra round of 1000 steps (10 new tuples per level) brings it to 1.0,
+    # so the data suffice and the fit does not. Seeds ending above 0.9, over four key sets of 8: 24/32 with
+    # 100 steps, 29/32 with 200, 32/32 with 499 (all at 0.98 or above).
+    _, metrics = _run(5, 30, 2, 499, offline=2000, eval_episodes=50)
     success = (np.asarray(metrics[0]["eval_returns"])[:, -1] >= 0.99).mean(-1)
     assert (success > 0.9).all(), success
