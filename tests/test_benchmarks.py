@@ -90,6 +90,22 @@ def test_markdown_table_ratio_and_returns():
     assert "| 0.50 (0.50) |" in table[2] and "500.0 / -" in table[2]
 
 
+def test_kernel_profile_splits_busy_time_into_products_other_kernels_and_the_rest():
+    from benchmarks.kernel_profile import summarize_events
+
+    # One worker thread: an executor span (0-100 ns) holding a product (10-40), an elementwise kernel (50-60) and
+    # a pool wait (70-80); a second top-level executor span (200-230) holding one library-fused product.
+    lines = {"t0": [(0, 100, "ThunkExecutor::Execute"), (10, 40, "dot.3"), (50, 60, "add_fusion.1"),
+                    (70, 80, "SlinkyThreadPool::Await"), (200, 230, "ThunkExecutor::Execute"),
+                    (205, 225, "ynn_fusion.2")]}
+    p = summarize_events(lines, wall_s=1e-6)
+    assert p.busy_s == pytest.approx(130e-9)
+    assert (p.matmul_s, p.matmul_kernels) == (pytest.approx(50e-9), 2)
+    assert (p.other_s, p.other_kernels) == (pytest.approx(10e-9), 1)
+    assert p.dispatch_s == pytest.approx(70e-9)  # busy time in no kernel: the wait and the executor's own time
+    assert p.top_other == [("add_fusion", pytest.approx(10e-9), 1)]
+
+
 # ----------------------------------------------------------------------------------------------------
 # Every script at its tiny size
 # ----------------------------------------------------------------------------------------------------
@@ -119,6 +135,8 @@ RUNS = [
     ("seed_scaling_ppo", "seed_scaling.py",
      ["-m", "benchmarks.seed_scaling", "--tiny", "--algo", "ppo", "--env", "cartpole", "--total-steps", "1024"],
      "time / time(1 seed)", None),
+    ("kernel_profile", "kernel_profile.py", ["-m", "benchmarks.kernel_profile", "--tiny", "--only", "iql,ppo"],
+     "outside kernels", None),
     ("mujoco_throughput", "mujoco_throughput.py",
      ["-m", "benchmarks.mujoco_throughput", "--tasks", "hopper", "--rows", "1,8", "--row-steps", "20", "--repeats", "1", "--no-eval"],
      "env/raw", None if HAS_MUJOCO else "mujoco is not installed (the mujoco extra)"),
