@@ -11,7 +11,9 @@ this module rewrites its training loop with the same structure and settings:
 * Adam (eps 1e-5) after global-norm clipping at 0.5, learning rate 2.5e-4 annealed linearly per update;
 * GAE masks with ``done = terminated or truncated`` (PureJaxRL's behaviour: no bootstrap through a time limit);
 * clipped policy and value losses, advantages normalised per minibatch, vf 0.5, entropy 0.01;
-* the metric is the return of the episodes that ended in each rollout (PureJaxRL's ``LogWrapper``).
+* PureJaxRL's ``LogWrapper`` bookkeeping in every env step (running return and length of each env's episode,
+  the return and length of its last finished episode, a step counter), and its four per-step ``info`` arrays
+  kept in the rollout and returned as the run's metrics, as PureJaxRL returns ``traj_batch.info``.
 
 Seeds are vmapped the way PureJaxRL's README does it: ``jax.jit(jax.vmap(make_train(config)))(keys)``.
 """
@@ -76,8 +78,9 @@ class ActorCritic(nn.Module):
 def make_train(config: PPOConfig):
     """``train(key) -> (train_state, metrics)``: the whole PPO run as one pure function (jit / vmap it).
 
-    ``metrics["returned_episode_returns"]`` has shape (num_updates, num_steps, num_envs), NaN where no episode
-    ended at that step."""
+    ``metrics`` holds ``LogWrapper``'s per-step info, each of shape (num_updates, num_steps, num_envs):
+    ``returned_episode_returns`` / ``returned_episode_lengths`` (of each env's last finished episode),
+    ``timestep`` and ``returned_episode`` (an episode ended at that step); plus ``loss`` per update."""
     env, env_params = gymnax.make(config.env_name)
     num_actions = env.action_space(env_params).n
     obs_dim = int(np.prod(env.observation_space(env_params).shape))
@@ -102,13 +105,17 @@ def make_train(config: PPOConfig):
         params = network.init(k_net, jnp.zeros((obs_dim,)))
         state = TrainState.create(apply_fn=network.apply, params=params, tx=tx)
         obs, env_state = reset(jax.random.split(k_reset, config.num_envs), env_params)
-        ep_return = jnp.zeros(config.num_envs)
+        zeros, int_zeros = jnp.zeros(config.num_envs), jnp.zeros(config.num_envs, jnp.int32)
+        # LogWrapper's state around each env: (env state, episode return, episode length, last finished
+        # episode's return, its length, steps taken).
+        log_state = (env_state, zeros, int_zeros, zeros, int_zeros, int_zeros)
 
         def update(carry, _):
-            state, env_state, obs, ep_return, key = carry
+            state, log_state, obs, key = carry
 
             def env_step(c, _):
-                state, env_state, obs, ep_return, key = c
+                state, log_state, obs, key = c
+                env_state, ep_return, ep_length, last_return, last_length, timestep = log_state
                 key, k_act, k_step = jax.random.split(key, 3)
                 pi, value = network.apply(state.params, obs)
                 action = pi.sample(seed=k_act)
@@ -116,15 +123,21 @@ def make_train(config: PPOConfig):
                 next_obs, env_state, reward, terminated, truncated, _ = step(
                     jax.random.split(k_step, config.num_envs), env_state, action, env_params)
                 done = jnp.logical_or(terminated, truncated)
-                ep_return = ep_return + reward
-                finished = jnp.where(done, ep_return, jnp.nan)
-                ep_return = jnp.where(done, 0.0, ep_return)
-                record = (done, action, value, reward, log_prob, obs, finished)
-                return (state, env_state, next_obs, ep_return, key), record
+                # LogWrapper.step: arithmetic masks with done, as PureJaxRL writes them.
+                ep_return, ep_length = ep_return + reward, ep_length + 1
+                not_done = 1 - done
+                last_return = last_return * not_done + ep_return * done
+                last_length = last_length * not_done + ep_length * done
+                log_state = (env_state, ep_return * not_done, ep_length * not_done, last_return, last_length,
+                             timestep + 1)
+                info = {"returned_episode_returns": last_return, "returned_episode_lengths": last_length,
+                        "timestep": timestep + 1, "returned_episode": done}
+                record = (done, action, value, reward, log_prob, obs, info)
+                return (state, log_state, next_obs, key), record
 
-            (state, env_state, obs, ep_return, key), traj = jax.lax.scan(
-                env_step, (state, env_state, obs, ep_return, key), None, config.num_steps)
-            done, action, value, reward, log_prob, traj_obs, finished = traj
+            (state, log_state, obs, key), traj = jax.lax.scan(
+                env_step, (state, log_state, obs, key), None, config.num_steps)
+            done, action, value, reward, log_prob, traj_obs, info = traj
             _, last_value = network.apply(state.params, obs)
 
             def gae_step(c, x):
@@ -168,10 +181,10 @@ def make_train(config: PPOConfig):
                 return (state, key), losses
 
             (state, key), losses = jax.lax.scan(epoch, (state, key), None, config.update_epochs)
-            metrics = {"returned_episode_returns": finished, "loss": losses.mean()}
-            return (state, env_state, obs, ep_return, key), metrics
+            metrics = {**info, "loss": losses.mean()}
+            return (state, log_state, obs, key), metrics
 
-        (state, *_), metrics = jax.lax.scan(update, (state, env_state, obs, ep_return, key), None, num_updates)
+        (state, *_), metrics = jax.lax.scan(update, (state, log_state, obs, key), None, num_updates)
         return state, metrics
 
     return train
