@@ -319,6 +319,40 @@ def _version(package: str) -> str:
         return "?"
 
 
+def build_pair(pair: str, seeds: int, sizes: Sizes, offline_data: dict) -> tuple[Contender, Contender]:
+    """The (ours, anchor) contenders of ``pair`` at ``seeds`` seeds. ``offline_data`` caches the synthetic
+    hopper-sized sets by size across calls: iql and td3_bc share one when their sizes agree."""
+    if pair == "ppo":
+        return ppo_pair(seeds, sizes)
+    if pair == "sac":
+        return sac_pair(seeds, sizes)
+    size = sizes.iql_size if pair == "iql" else sizes.td3_bc_size
+    if size not in offline_data:
+        from benchmarks.offline_speed import synthetic_dataset
+
+        offline_data[size] = synthetic_dataset(size, 11, 3)
+    return (iql_pair if pair == "iql" else td3_bc_pair)(seeds, sizes, offline_data[size])
+
+
+def add_size_flags(ap: argparse.ArgumentParser) -> None:
+    """``--<field>`` for every integer field of ``Sizes`` (``--seeds`` is the caller's), and ``--matmul-dtype``."""
+    for field in dataclasses.fields(Sizes):
+        if field.name not in ("seeds", "matmul_dtype"):
+            ap.add_argument("--" + field.name.replace("_", "-"), type=int, default=None)
+    ap.add_argument("--matmul-dtype", choices=MATMUL_DTYPES, default=None,
+                    help="the project's Dense products in sac, iql and td3_bc (default float32; the anchors are "
+                         "always float32)")
+
+
+def sizes_from_args(args: argparse.Namespace, base: Sizes) -> Sizes:
+    """``base`` with the size flags that were given (``add_size_flags``) and ``--seeds`` (comma-separated)."""
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Sizes)
+                 if f.name != "seeds" and getattr(args, f.name) is not None}
+    if args.seeds:
+        overrides["seeds"] = tuple(int(s) for s in args.seeds.split(","))
+    return dataclasses.replace(base, **overrides)
+
+
 def compare(pair: str, seeds: int, ours: Contender, anchor: Contender, sizes: Sizes, log=None) -> dict:
     """Compiles and runs both contenders alternately; returns one result row."""
     log = log or (lambda line: print(line, flush=True))
@@ -406,12 +440,7 @@ def parse_args(argv=None):
     ap.add_argument("--tiny", action="store_true", help="tiny sizes: checks the harness in seconds")
     ap.add_argument("--only", default=",".join(PAIRS), help=f"comma-separated pairs out of {','.join(PAIRS)}")
     ap.add_argument("--seeds", default=None, help="comma-separated seed counts (default 1,8; tiny 1,2)")
-    for field in dataclasses.fields(Sizes):
-        if field.name not in ("seeds", "matmul_dtype"):
-            ap.add_argument("--" + field.name.replace("_", "-"), type=int, default=None)
-    ap.add_argument("--matmul-dtype", choices=MATMUL_DTYPES, default=None,
-                    help="the project's Dense products in sac, iql and td3_bc (default float32; the anchors are "
-                         "always float32)")
+    add_size_flags(ap)
     ap.add_argument("--anchor-lowering", choices=("jax", "project"), default="jax",
                     help="how the anchors' random numbers are lowered on CPU: 'jax' (JAX's own rolled threefry, "
                          "as the anchors' users run them; default) or 'project' (this project's unrolled one, "
@@ -423,12 +452,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    sizes = TINY if args.tiny else Sizes()
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Sizes)
-                 if f.name != "seeds" and getattr(args, f.name) is not None}
-    if args.seeds:
-        overrides["seeds"] = tuple(int(s) for s in args.seeds.split(","))
-    sizes = dataclasses.replace(sizes, **overrides)
+    sizes = sizes_from_args(args, TINY if args.tiny else Sizes())
     pairs = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(pairs) - set(PAIRS))
     if unknown:
@@ -444,25 +468,14 @@ def main(argv=None) -> list[dict]:
         print(f"persistent compilation cache on ({info['compilation_cache_dir']}): compile times may be cache reads")
     print(f"sizes: {dataclasses.asdict(sizes)}")
     rows, skipped = [], []
-    offline_data = {}  # synthetic hopper-sized sets by size: iql and td3_bc share one when their sizes agree
+    offline_data = {}
     for pair in pairs:
         if pair == "sac" and rejax_missing():
             skipped.append(f"sac: {rejax_missing()}")
             print(f"skipping sac: {rejax_missing()}")
             continue
         for seeds in sizes.seeds:
-            if pair == "ppo":
-                ours, anchor = ppo_pair(seeds, sizes)
-            elif pair == "sac":
-                ours, anchor = sac_pair(seeds, sizes)
-            else:
-                size = sizes.iql_size if pair == "iql" else sizes.td3_bc_size
-                if size not in offline_data:
-                    from benchmarks.offline_speed import synthetic_dataset
-
-                    offline_data[size] = synthetic_dataset(size, 11, 3)
-                make_pair = iql_pair if pair == "iql" else td3_bc_pair
-                ours, anchor = make_pair(seeds, sizes, offline_data[size])
+            ours, anchor = build_pair(pair, seeds, sizes, offline_data)
             if args.anchor_lowering == "jax":
                 anchor = dataclasses.replace(anchor, lowering=threefry_cpu.jax_rolled_lowering)
             rows.append(compare(pair, seeds, ours, anchor, sizes))

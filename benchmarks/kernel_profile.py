@@ -26,6 +26,7 @@ import dataclasses
 import glob
 import os
 import tempfile
+import time
 
 import jax
 
@@ -33,6 +34,8 @@ from benchmarks import anchors
 from benchmarks._measure import load_average
 
 MATMUL_PREFIXES = ("dot", "ynn_", "xnn_", "onednn", "__onednn", "matmul")
+# Shorter than the anchors' sizes: a trace holds every kernel call (PPO's 500k steps would not fit in memory).
+PROFILE_SIZES = anchors.Sizes(seeds=(1,), sac_steps=3_000, eval_episodes=8, ppo_steps=51_200)
 
 
 @dataclasses.dataclass
@@ -87,8 +90,6 @@ def summarize_events(lines: dict[str, list[tuple[int, int, str]]], wall_s: float
 
 def profile(fn, args) -> KernelProfile:
     """Runs the compiled ``fn(*args)`` once under the profiler; returns its kernel summary."""
-    import time
-
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
             start = time.perf_counter()
@@ -128,37 +129,20 @@ def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="tiny sizes: checks the script in seconds")
     ap.add_argument("--only", default="sac,iql,td3_bc,ppo")
-    ap.add_argument("--seeds", default="1")
-    for name in ("ppo-steps", "sac-steps", "sac-warmup", "iql-updates", "td3-bc-updates", "iql-size",
-                 "td3-bc-size", "hidden"):
-        ap.add_argument("--" + name, type=int, default=None)
-    ap.add_argument("--matmul-dtype", choices=anchors.MATMUL_DTYPES, default=None)
+    ap.add_argument("--seeds", default="1", help="comma-separated seed counts")
+    anchors.add_size_flags(ap)
     args = ap.parse_args(argv)
-    sizes = anchors.TINY if args.tiny else anchors.Sizes(sac_steps=3_000, eval_episodes=8, ppo_steps=51_200)
-    overrides = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in
-                 ("ppo-steps", "sac-steps", "sac-warmup", "iql-updates", "td3-bc-updates", "iql-size", "td3-bc-size",
-                  "hidden", "matmul-dtype")}
-    sizes = dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
+    sizes = anchors.sizes_from_args(args, anchors.TINY if args.tiny else PROFILE_SIZES)
     print(f"kernel profile: load average {load_average():.1f}, sizes {dataclasses.asdict(sizes)}")
-    rows, data = [], {}
+    rows, offline_data = [], {}
     for pair in [p.strip() for p in args.only.split(",") if p.strip()]:
         if pair not in anchors.PAIRS:
             raise SystemExit(f"unknown pair {pair!r}; choose from {', '.join(anchors.PAIRS)}")
         if pair == "sac" and anchors.rejax_missing():
             print(f"skipping sac: {anchors.rejax_missing()}")
             continue
-        for seeds in (int(s) for s in args.seeds.split(",")):
-            if pair in ("iql", "td3_bc"):
-                size = sizes.iql_size if pair == "iql" else sizes.td3_bc_size
-                if size not in data:
-                    from benchmarks.offline_speed import synthetic_dataset
-
-                    data[size] = synthetic_dataset(size, 11, 3)
-                pair_fn = anchors.iql_pair if pair == "iql" else anchors.td3_bc_pair
-                contenders = pair_fn(seeds, sizes, data[size])
-            else:
-                contenders = (anchors.ppo_pair if pair == "ppo" else anchors.sac_pair)(seeds, sizes)
-            for c in contenders:
+        for seeds in sizes.seeds:
+            for c in anchors.build_pair(pair, seeds, sizes, offline_data):
                 with c.lowering():
                     compiled = jax.jit(c.build()).lower(*c.args).compile()
                 jax.block_until_ready(compiled(*c.args))  # first-call costs stay out of the profile
