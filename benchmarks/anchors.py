@@ -31,10 +31,12 @@ the compiled program, the min and median of lower+compile time over ``--compile-
 median CPU-seconds/wall-second (cores kept busy), the largest OS thread count of the process, and the load
 average range seen before/after every measurement. Ratios are ours / anchor: below 1 means the project is
 faster. The XLA flags in force are printed: both contenders run under the same ones (``hybrid_rl`` sets its
-CPU flag on import). Random numbers differ in how they are lowered, not in value: ``hybrid_rl`` lowers
+CPU flags on import), except that by default each anchor is compiled with XLA's own copy insertion
+(``compiler_options``), as its users get it, where the project turns region analysis on
+(``hybrid_rl/xla_flags.py``). Random numbers differ in how they are lowered, not in value: ``hybrid_rl`` lowers
 Threefry as straight-line code on CPU (``hybrid_rl.threefry_cpu``), while the anchors are lowered with JAX's
 own rolled loop, as their users run them; ``--anchor-lowering project`` gives the anchors the project's
-lowering as well, for a code-for-code comparison.
+lowering and copy insertion as well, for a code-for-code comparison.
 
     python -m benchmarks.anchors                      # full size (PPO 500k steps; minutes on a 2-core CPU)
     python -m benchmarks.anchors --tiny               # seconds: checks the harness, measures nothing useful
@@ -63,6 +65,7 @@ from hybrid_rl import threefry_cpu
 from hybrid_rl.evaluation import evaluate_policy
 from hybrid_rl.networks import MATMUL_DTYPES
 from hybrid_rl.runner import init_one_by_one, make_chunk, make_seed_sweep
+from hybrid_rl.xla_flags import XLA_DEFAULT_COPY_INSERTION
 
 PAIRS = ("ppo", "sac", "iql", "td3_bc")
 
@@ -102,6 +105,9 @@ class Contender:
     # Context the program is lowered in: an anchor is lowered as its own users get it (JAX's rolled CPU
     # threefry), unless --anchor-lowering project gives it this project's lowering too.
     lowering: Callable[[], ContextManager] = contextlib.nullcontext
+    # XLA options for this program's compile only: an anchor is compiled with XLA's default CPU copy insertion
+    # (hybrid_rl's process-wide flag turns region analysis on), unless --anchor-lowering project.
+    compiler_options: Optional[dict] = None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -367,7 +373,7 @@ def compare(pair: str, seeds: int, ours: Contender, anchor: Contender, sizes: Si
             def lower_and_compile(fn=fn, c=c):
                 with c.lowering():
                     lowered = fn.lower(*c.args)
-                return lowered.compile()
+                return lowered.compile(compiler_options=c.compiler_options)
 
             sample, compiled[c.name] = measure(lower_and_compile)
             compile_samples[c.name].append(sample)
@@ -442,9 +448,10 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", default=None, help="comma-separated seed counts (default 1,8; tiny 1,2)")
     add_size_flags(ap)
     ap.add_argument("--anchor-lowering", choices=("jax", "project"), default="jax",
-                    help="how the anchors' random numbers are lowered on CPU: 'jax' (JAX's own rolled threefry, "
-                         "as the anchors' users run them; default) or 'project' (this project's unrolled one, "
-                         "hybrid_rl.threefry_cpu, for a code-for-code comparison)")
+                    help="how the anchors are lowered and compiled on CPU: 'jax' (JAX's own rolled threefry and "
+                         "XLA's default copy insertion, as the anchors' users run them; default) or 'project' (this "
+                         "project's unrolled threefry, hybrid_rl.threefry_cpu, and its region-based copy insertion, "
+                         "hybrid_rl.xla_flags: a code-for-code comparison)")
     ap.add_argument("--json", default=None, help="write the rows and machine facts here")
     ap.add_argument("--markdown", default=None, help="write the table here")
     return ap.parse_args(argv)
@@ -460,9 +467,11 @@ def main(argv=None) -> list[dict]:
     info = machine()
     info["threefry_cpu"] = {"ours": "unrolled" if threefry_cpu.INSTALLED else "jax (rolled)",
                             "anchors": args.anchor_lowering if threefry_cpu.INSTALLED else "jax (rolled)"}
+    info["anchor_compiler_options"] = XLA_DEFAULT_COPY_INSERTION if args.anchor_lowering == "jax" else {}
     print(f"anchors: {info['date_utc']} UTC, {info['device']}, {info['cpu_count']} CPUs, jax {info['jax']}, "
           f"load average {info['load_average_start']:.1f}, {os_thread_count()} threads at start")
-    print(f"XLA_FLAGS={info['xla_flags']!r} (in force for both contenders)")
+    print(f"XLA_FLAGS={info['xla_flags']!r} (in force for both contenders"
+          + (", but the anchors compile with XLA's default copy insertion)" if args.anchor_lowering == "jax" else ")"))
     print(f"threefry CPU lowering: ours {info['threefry_cpu']['ours']}, anchors {info['threefry_cpu']['anchors']}")
     if info["compilation_cache_dir"]:
         print(f"persistent compilation cache on ({info['compilation_cache_dir']}): compile times may be cache reads")
@@ -477,7 +486,8 @@ def main(argv=None) -> list[dict]:
         for seeds in sizes.seeds:
             ours, anchor = build_pair(pair, seeds, sizes, offline_data)
             if args.anchor_lowering == "jax":
-                anchor = dataclasses.replace(anchor, lowering=threefry_cpu.jax_rolled_lowering)
+                anchor = dataclasses.replace(anchor, lowering=threefry_cpu.jax_rolled_lowering,
+                                             compiler_options=XLA_DEFAULT_COPY_INSERTION)
             rows.append(compare(pair, seeds, ours, anchor, sizes))
             _write(args, info, sizes, rows, skipped)  # after every row: a cut-short run keeps what it measured
     info["load_average_end"] = load_average()

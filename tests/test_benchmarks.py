@@ -106,6 +106,37 @@ def test_kernel_profile_splits_busy_time_into_products_other_kernels_and_the_res
     assert p.top_other == [("add_fusion", pytest.approx(10e-9), 1)]
 
 
+def test_loop_copies_counts_buffer_sized_copies_in_loop_bodies_only():
+    from benchmarks.replay_copies import loop_copies
+
+    hlo = """HloModule m, entry_computation_layout={()->f32[]}
+
+%fused_computation.1 (p: f32[500,3]) -> f32[500,3] {
+  %p = f32[500,3]{1,0} parameter(0)
+  ROOT %copy.9 = f32[500,3]{1,0} copy(%p)
+}
+
+%body (arg: (f32[500,3], f32[500], f32[5000])) -> (f32[500,3], f32[500], f32[5000]) {
+  %arg = (f32[500,3]{1,0}, f32[500]{0}, f32[5000]{0}) parameter(0)
+  %g0 = f32[500,3]{1,0} get-tuple-element(%arg), index=0
+  %copy.1 = f32[500,3]{1,0} copy(%g0)
+  %g1 = f32[500]{0} get-tuple-element(%arg), index=1
+  %copy.2 = f32[500]{0} copy(%g1)
+  %g2 = f32[5000]{0} get-tuple-element(%arg), index=2
+  %copy.3 = f32[5000]{0} copy(%g2)
+  ROOT %t = (f32[500,3]{1,0}, f32[500]{0}, f32[5000]{0}) tuple(%copy.1, %copy.2, %copy.3)
+}
+
+ENTRY %main.5 () -> f32[] {
+  %copy.4 = f32[500,3]{1,0} copy(%c)
+}
+"""
+    # in the body: the [500, 3] and [500] copies; not the [5000] one, the fused one or the entry's
+    assert loop_copies(hlo, 500) == 2
+    assert loop_copies(hlo, 5000) == 1
+    assert loop_copies(hlo, 3) == 1  # any dimension of that size counts
+
+
 # ----------------------------------------------------------------------------------------------------
 # Every script at its tiny size
 # ----------------------------------------------------------------------------------------------------
@@ -140,6 +171,7 @@ RUNS = [
     ("mujoco_throughput", "mujoco_throughput.py",
      ["-m", "benchmarks.mujoco_throughput", "--tasks", "hopper", "--rows", "1,8", "--row-steps", "20", "--repeats", "1", "--no-eval"],
      "env/raw", None if HAS_MUJOCO else "mujoco is not installed (the mujoco extra)"),
+    ("replay_copies", "replay_copies.py", ["-m", "benchmarks.replay_copies", "--tiny"], "in-loop buffer copies", None),
     ("split_sweep", "split_sweep.py",
      ["-m", "benchmarks.split_sweep", "--seeds", "2", "--jobs", "2", "--steps", "600", "--out", "{tmp}"],
      "one run of 2 seeds", None if HAS_SUBMITIT else "hydra-submitit-launcher is not installed (the cluster extra)"),
