@@ -467,11 +467,13 @@ def main(argv=None) -> list[dict]:
     info = machine()
     info["threefry_cpu"] = {"ours": "unrolled" if threefry_cpu.INSTALLED else "jax (rolled)",
                             "anchors": args.anchor_lowering if threefry_cpu.INSTALLED else "jax (rolled)"}
-    info["anchor_compiler_options"] = XLA_DEFAULT_COPY_INSERTION if args.anchor_lowering == "jax" else {}
+    # As the anchors' users run them (default): JAX's rolled threefry and XLA's default copy insertion.
+    as_users_run_them = args.anchor_lowering == "jax"
+    info["anchor_compiler_options"] = XLA_DEFAULT_COPY_INSERTION if as_users_run_them else {}
     print(f"anchors: {info['date_utc']} UTC, {info['device']}, {info['cpu_count']} CPUs, jax {info['jax']}, "
           f"load average {info['load_average_start']:.1f}, {os_thread_count()} threads at start")
     print(f"XLA_FLAGS={info['xla_flags']!r} (in force for both contenders"
-          + (", but the anchors compile with XLA's default copy insertion)" if args.anchor_lowering == "jax" else ")"))
+          + (", but the anchors compile with XLA's default copy insertion)" if as_users_run_them else ")"))
     print(f"threefry CPU lowering: ours {info['threefry_cpu']['ours']}, anchors {info['threefry_cpu']['anchors']}")
     if info["compilation_cache_dir"]:
         print(f"persistent compilation cache on ({info['compilation_cache_dir']}): compile times may be cache reads")
@@ -485,9 +487,9 @@ def main(argv=None) -> list[dict]:
             continue
         for seeds in sizes.seeds:
             ours, anchor = build_pair(pair, seeds, sizes, offline_data)
-            if args.anchor_lowering == "jax":
+            if as_users_run_them:
                 anchor = dataclasses.replace(anchor, lowering=threefry_cpu.jax_rolled_lowering,
-                                             compiler_options=XLA_DEFAULT_COPY_INSERTION)
+                                             compiler_options=info["anchor_compiler_options"])
             rows.append(compare(pair, seeds, ours, anchor, sizes))
             _write(args, info, sizes, rows, skipped)  # after every row: a cut-short run keeps what it measured
     info["load_average_end"] = load_average()

@@ -12,10 +12,10 @@ threads, every kernel it runs inside ``ThunkExecutor::Execute`` spans. From thos
 * what is left: busy time in no kernel (the executor's dispatch between kernels and waits on the pool).
 
 Both sides are lowered with the project's random-number lowering and compiled with its XLA flags (a
-code-for-code comparison; the anchors' table gives the anchors JAX's and XLA's defaults). Counts are per program call; divide by the updates it ran. Profiling slows a program (more so one of many
-small kernels), so compare the two sides' shares and counts, and take times from ``benchmarks.anchors``. The
-default sizes are shorter than the anchors' (a trace holds every kernel call: PPO's 500k steps would not fit in
-memory).
+code-for-code comparison; the anchors' table gives the anchors JAX's and XLA's defaults). Counts are per
+program call; divide by the updates it ran. Profiling slows a program (more so one of many small kernels), so
+compare the two sides' shares and counts, and take times from ``benchmarks.anchors``. The default sizes are
+shorter than the anchors' (a trace holds every kernel call: PPO's 500k steps would not fit in memory).
 """
 
 from __future__ import annotations

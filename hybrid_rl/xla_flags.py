@@ -22,7 +22,8 @@ so reads the old rows). Measured on jaxlib 0.10.2 (``benchmarks/replay_copies.py
 copied ``next_obs``, ``reward`` and ``terminated`` twice per step, at any capacity; on MuJoCo Hopper with
 a 1M-transition buffer a step took 12.7 ms instead of 7.1 ms (medians).
 ``--xla_cpu_copy_insertion_use_region_analysis`` makes the analysis follow the regions of the loop, and the
-copies go; the numbers are bit for bit the same (copies never change values). GPU and TPU backends ignore ``xla_cpu_*`` flags.
+copies go; the numbers are bit for bit the same (copies never change values). GPU and TPU backends ignore
+``xla_cpu_*`` flags.
 
 Importing this module (the ``hybrid_rl``, ``envs``, ``algorithms`` and script packages all do, first)
 appends each flag unless ``XLA_FLAGS`` already names it, so a user's own choice wins.
